@@ -1,0 +1,1 @@
+"""absl launchers: ``experiments.train`` and ``experiments.evaluate``."""

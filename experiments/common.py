@@ -1,0 +1,160 @@
+"""Shared launcher plumbing: run specs, logdir checks, error reporting."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Callable
+
+CACHE_DIR = os.environ.get("METARL_COMPILATION_CACHE", os.path.expanduser("~/.cache/metarl_jax/xla"))
+
+
+def enable_compilation_cache() -> None:
+    """JAX's persistent compilation cache: a re-run of the same program skips XLA compilation."""
+    import jax
+
+    if CACHE_DIR.lower() in ("", "0", "off", "none"):
+        return
+    jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--env_kwarg {item!r} must have the form key=value")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        try:
+            kwargs[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            kwargs[key] = raw
+    return kwargs
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """Everything that defines a run; validated on construction, before any compilation."""
+
+    algo: str
+    env: str
+    env_kwargs: dict[str, Any]
+    preset: str
+    config: Any
+    seed: int
+
+    @classmethod
+    def from_flags(cls, f: Any) -> "RunSpec":
+        from metarl_jax import algos, envs
+
+        if f.algo not in algos.names():
+            raise ValueError(f"unknown algo {f.algo!r}; valid algos are {algos.names()}")
+        if f.env not in envs.names():
+            raise ValueError(f"unknown env {f.env!r}; valid envs are {envs.names()}")
+        presets = algos.presets(f.algo)
+        preset = f.preset or (f.env if f.env in presets else "paper")
+        config = algos.preset(f.algo, preset).with_overrides(f.override)
+        env_kwargs = parse_env_kwargs(f.env_kwarg)
+        envs.make(f.env, **env_kwargs)  # validates the family's kwargs now
+        return cls(f.algo, f.env, env_kwargs, preset, config, f.seed)
+
+    @classmethod
+    def from_logdir(cls, logdir: str) -> "RunSpec":
+        from metarl_jax import algos
+        from metarl_jax.io.checkpoints import CheckpointError, read_run_config
+
+        saved = read_run_config(logdir)
+        if saved is None:
+            raise CheckpointError(f"{logdir} has no config.json; is it a run directory?")
+        config = algos.config_class(saved["algo"]).from_dict(saved["config"])
+        return cls(saved["algo"], saved["env"], saved.get("env_kwargs", {}), saved.get("preset", "paper"),
+                   config, int(saved.get("seed", 0)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"algo": self.algo, "env": self.env, "env_kwargs": self.env_kwargs, "preset": self.preset,
+                "config": self.config.to_dict(), "seed": self.seed}
+
+    def build(self, num_devices: int | None = None):
+        from metarl_jax import algos, envs, parallel
+
+        family = envs.make(self.env, **self.env_kwargs)
+        mesh = parallel.task_mesh(num_devices=num_devices)
+        return family, algos.make(self.algo, family, self.config, mesh=mesh)
+
+
+def prepare_logdir(logdir: str, spec: RunSpec) -> None:
+    """Creates a new run directory, or checks that an existing one is this run (resume)."""
+    from metarl_jax.io.checkpoints import (
+        CHECKPOINT_DIR,
+        CheckpointError,
+        Checkpointer,
+        check_resume_compatible,
+        read_run_config,
+        write_run_config,
+    )
+
+    saved = read_run_config(logdir)
+    requested = spec.to_json()
+    if saved is not None:
+        check_resume_compatible(saved, requested, logdir)
+        if saved.get("seed") != spec.seed:
+            raise CheckpointError(f"logdir {logdir} holds a run with seed {saved.get('seed')}, not {spec.seed}")
+    elif os.path.isdir(os.path.join(logdir, CHECKPOINT_DIR)) and os.listdir(os.path.join(logdir, CHECKPOINT_DIR)):
+        # Checkpoints without config.json: at least make sure they are this algorithm's.
+        checkpointer = Checkpointer(logdir, spec.algo, spec.env)
+        latest = checkpointer.latest_step()
+        if latest is not None:
+            checkpointer.check_meta(latest)
+        checkpointer.close()
+    if saved is None:
+        write_run_config(logdir, requested)
+
+
+def eval_key(seed: int, step: int):
+    import jax
+
+    return jax.random.fold_in(jax.random.key(seed + 10_007), step)
+
+
+def is_eval_step(step: int, eval_every: int, num_steps: int) -> bool:
+    return step >= num_steps or (eval_every > 0 and step % eval_every == 0)
+
+
+def curve_metrics(curve: Any) -> dict[str, float]:
+    mean = curve.mean
+    out = {f"eval/return_step{k}": float(v) for k, v in enumerate(mean)}
+    out["eval/adaptation_gain"] = float(mean[-1] - mean[0])
+    return out
+
+
+def postfix(metrics: dict[str, Any]) -> dict[str, str]:
+    shown = {}
+    for key in ("train/pre_return", "train/post_return", "train/return", "train/kl"):
+        if key in metrics:
+            shown[key.split("/", 1)[1]] = f"{float(metrics[key][-1]):.3g}"
+    return shown
+
+
+def progress_bar(enabled: bool, start: int, total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, disable=not enabled, unit="it", dynamic_ncols=True,
+                file=sys.stderr)
+
+
+def run_guarded(fn: Callable[[Any], int], flag_values: Any) -> int:
+    """Runs ``fn``; bad input becomes a one-line ``error: ...`` and exit status 2 (no traceback)."""
+    from absl import logging
+
+    from metarl_jax.io.checkpoints import CheckpointError
+
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    enable_compilation_cache()
+    try:
+        return fn(flag_values)
+    except (ValueError, CheckpointError, FileNotFoundError, KeyError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2

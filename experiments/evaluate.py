@@ -1,0 +1,104 @@
+r"""Meta-test a trained run and draw its figures.
+
+    python -m experiments.evaluate --logdir=runs/x [--split=val] [--reward=sparse]
+
+Restores the latest checkpoint, measures the adaptation curve (return after
+0..K adaptation steps) on the fixed task split, and writes into ``logdir/eval``:
+``adaptation_curve.json``/``.png`` and ``training_curves.png`` (pre- vs
+post-update return over meta-training). Prints both as a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from absl import app, flags
+
+from experiments import common as launch
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("logdir", None, "Run directory written by experiments.train.")
+flags.DEFINE_string("split", "val", "Task split to meta-test on.")
+flags.DEFINE_string("reward", None, "'dense' or 'sparse' (default: the config's eval_reward).")
+flags.DEFINE_integer("num_tasks", None, "Number of tasks of the split (default: config eval_num_tasks).")
+flags.DEFINE_integer("adaptation_steps", None, "Adaptation steps K (default: config eval_adaptation_steps).")
+flags.DEFINE_integer("seed", 0, "Evaluation seed.")
+
+
+def training_table(records: list[dict[str, Any]], rows: int = 6) -> str:
+    keys = [k for k in ("train/pre_return", "train/post_return", "train/return") if any(k in r for r in records)]
+    if not records or not keys:
+        return "(no training metrics)"
+    idx = sorted({round(i * (len(records) - 1) / max(rows - 1, 1)) for i in range(rows)})
+    lines = ["meta-iteration " + " ".join(f"{k.split('/')[1]:>14}" for k in keys)]
+    for i in idx:
+        r = records[i]
+        lines.append(f"{r['step']:>14} " + " ".join(f"{r.get(k, float('nan')):>14.2f}" for k in keys))
+    return "\n".join(lines)
+
+
+def curve_table(curve: dict[str, Any]) -> str:
+    lines = ["adaptation step        return   (± s.e.)"]
+    for k, (m, s) in enumerate(zip(curve["mean"], curve["stderr"])):
+        lines.append(f"{k:>15} {m:>13.2f}   ({s:.2f})")
+    return "\n".join(lines)
+
+
+def run(f: Any) -> int:
+    import jax
+
+    from metarl_jax.io.checkpoints import Checkpointer
+    from metarl_jax.io.metrics import read_metrics
+    from metarl_jax.io.plots import plot_adaptation_curves, plot_training_curves
+
+    spec = launch.RunSpec.from_logdir(f.logdir)
+    changes = {}
+    if f.reward is not None:
+        changes["eval_reward"] = f.reward
+    if f.num_tasks is not None:
+        changes["eval_num_tasks"] = f.num_tasks
+    if f.adaptation_steps is not None:
+        changes["eval_adaptation_steps"] = f.adaptation_steps
+    spec.config = spec.config.replace(**changes)
+    family, algo = spec.build()
+    tasks = family.task_set(f.split, spec.config.eval_num_tasks)  # unknown split -> ValueError
+    checkpointer = Checkpointer(f.logdir, spec.algo, spec.env)
+    ts = checkpointer.restore(algo.init(jax.random.key(spec.seed)))
+    checkpointer.close()
+
+    curve = algo.evaluate(ts, tasks, jax.random.key(f.seed)).to_dict()
+    out_dir = os.path.join(f.logdir, "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    result = {"algo": spec.algo, "env": spec.env, "split": f.split, "reward": spec.config.eval_reward,
+              "step": int(ts.step), **curve}
+    with open(os.path.join(out_dir, "adaptation_curve.json"), "w") as fh:
+        json.dump(result, fh, indent=2)
+    label = f"{spec.algo} ({spec.env}, step {int(ts.step)})"
+    plot_adaptation_curves({label: curve}, os.path.join(out_dir, "adaptation_curve.png"),
+                           title=f"meta-test on {f.split} ({spec.config.eval_reward} reward)",
+                           ylabel=f"{spec.config.eval_reward} return")
+    records = read_metrics(f.logdir) if os.path.exists(os.path.join(f.logdir, "metrics.jsonl")) else []
+    if records:
+        plot_training_curves(records, os.path.join(out_dir, "training_curves.png"), title=label)
+
+    print(f"\n{label}: meta-training (dense return per episode)")
+    print(training_table(records))
+    print(f"\nmeta-test on {len(curve['mean']) and len(curve['per_task'])} {f.split} tasks, "
+          f"{spec.config.eval_reward} reward")
+    print(curve_table(curve))
+    print(f"\nwrote {out_dir}/adaptation_curve.json, adaptation_curve.png"
+          + (", training_curves.png" if records else ""))
+    return 0
+
+
+def main(argv):
+    del argv
+    sys.exit(launch.run_guarded(run, FLAGS))
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("logdir")
+    app.run(main)

@@ -1,0 +1,148 @@
+"""What every algorithm shares: the train state, jit/scan wrapping, retrace guard.
+
+An algorithm subclass supplies three pure functions and gets the public API:
+
+    init(key)                    -> TrainState
+    _train_step(ts)              -> (ts, metrics)      one meta-iteration
+    _evaluate(ts, tasks, key)    -> AdaptationCurve
+
+    algo.train_step(ts)          jit(_train_step): ONE XLA program
+    algo.train(ts, num_steps)    jit(scan(_train_step)): still one program
+    algo.evaluate(ts, tasks, key)
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from metarl_jax import parallel
+from metarl_jax.algos.config import AlgoConfig
+from metarl_jax.envs.base import validate_family
+from metarl_jax.evaluation import AdaptationCurve
+
+
+@struct.dataclass
+class TrainState:
+    """The whole state of a run: everything a checkpoint must hold.
+
+    Attributes:
+      params: meta-parameters (policy, learned step sizes, ...).
+      opt_state: outer optimiser state.
+      rng: raw PRNG key data (uint32[2]), so that checkpoints stay plain arrays.
+      step: number of completed meta-iterations.
+      nonfinite_updates: updates skipped because the loss or gradient was not finite.
+      extras: algorithm-specific state (per-task latents, replay buffers, ...).
+    """
+
+    params: Any
+    opt_state: Any
+    rng: jax.Array
+    step: jax.Array
+    nonfinite_updates: jax.Array
+    extras: Any = struct.field(default_factory=dict)
+
+
+def key_data(key: jax.Array) -> jax.Array:
+    """Raw uint32 key data from a typed key (``jax.random.key``) or a legacy uint32 key."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
+
+
+def new_train_state(params: Any, opt_state: Any, key: jax.Array, extras: Any = None) -> TrainState:
+    return TrainState(
+        params=params,
+        opt_state=opt_state,
+        rng=key_data(key),
+        step=jnp.zeros((), jnp.int32),
+        nonfinite_updates=jnp.zeros((), jnp.int32),
+        extras={} if extras is None else extras,
+    )
+
+
+def split_rng(ts: TrainState, num: int) -> tuple[TrainState, jax.Array]:
+    """Splits the train state's key: returns (state with a fresh key, ``num`` keys)."""
+    keys = jax.random.split(jax.random.wrap_key_data(ts.rng), num + 1)
+    return ts.replace(rng=jax.random.key_data(keys[0])), keys[1:]
+
+
+class Algorithm(abc.ABC):
+    """Base class of every registered algorithm."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[AlgoConfig]]
+
+    def __init__(self, family: Any, config: AlgoConfig | None = None, mesh: jax.sharding.Mesh | None = None):
+        validate_family(family)
+        if config is None:
+            config = self.Config()
+        if not isinstance(config, self.Config):
+            raise ValueError(
+                f"{self.name}: config must be a {self.Config.__module__}.Config, got {type(config).__name__}")
+        self.family = family
+        self.config = config
+        self.mesh = mesh if mesh is not None else parallel.task_mesh()
+        self.trace_count = 0  # incremented each time the train step is traced (retrace guard)
+        self.setup()
+        self._jit_train_step = jax.jit(self._counted(self._train_step))
+        self._jit_train = jax.jit(self._scan_train, static_argnums=1)
+        self._jit_evaluate = jax.jit(self._evaluate)
+
+    def setup(self) -> None:
+        """Builds networks and optimisers from the config (called once by __init__)."""
+
+    # -- what subclasses implement -------------------------------------------------------
+
+    @abc.abstractmethod
+    def init(self, key: jax.Array) -> TrainState:
+        """A fresh train state."""
+
+    @abc.abstractmethod
+    def _train_step(self, ts: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One meta-iteration (pure; traced once)."""
+
+    @abc.abstractmethod
+    def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
+        """Meta-test adaptation curve on ``tasks`` (pure)."""
+
+    # -- public API ----------------------------------------------------------------------
+
+    def train_step(self, ts: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        return self._jit_train_step(ts)
+
+    def train(self, ts: TrainState, num_steps: int) -> tuple[TrainState, dict[str, jax.Array]]:
+        """``num_steps`` meta-iterations as one ``lax.scan``; metrics are stacked on axis 0."""
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"train: num_steps must be a positive int, got {num_steps!r}")
+        return self._jit_train(ts, num_steps)
+
+    def evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
+        return self._jit_evaluate(ts, tasks, key)
+
+    def lower_train_step(self, ts: TrainState):
+        """The lowered train step, e.g. for ``.compile()`` timing or HLO inspection."""
+        return self._jit_train_step.lower(ts)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _counted(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args):
+            self.trace_count += 1
+            return fn(*args)
+
+        return wrapper
+
+    def _scan_train(self, ts: TrainState, num_steps: int):
+        step_fn = self._counted(self._train_step)
+        return jax.lax.scan(lambda carry, _: step_fn(carry), ts, None, length=num_steps)
+
+    def shard(self, tree: Any) -> Any:
+        """Shards the leading task axis of ``tree`` over the device mesh."""
+        return parallel.shard_tasks(tree, self.mesh)

@@ -1,0 +1,133 @@
+"""Pieces shared by the on-policy policy-gradient learners (VPG/TRPO/PPO, MAML and kin)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from metarl_jax import estimators, optim
+from metarl_jax.algos.config import AlgoConfig, in_range, non_negative, one_of, positive, unit_interval
+from metarl_jax.evaluation import SCHEDULES, AdaptationCurve, adaptation_curve
+from metarl_jax.networks import ACTIVATIONS, Policy, make_gaussian_policy
+from metarl_jax.rollout import Trajectory, rollout, score
+
+REWARD_KINDS = ("dense", "sparse")
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyGradientConfig(AlgoConfig):
+    """Fields every on-policy learner has. Defaults: MAML-TRPO (cbfinn/maml_rl)."""
+
+    # Policy: MLP Gaussian with learned, state-independent log σ.
+    hidden_sizes: tuple[int, ...] = positive((100, 100))
+    activation: str = one_of("relu", tuple(ACTIVATIONS))
+    init_log_std: float = in_range(0.0, -5.0, 2.0)
+    # Returns and advantages: γ, GAE λ, linear feature baseline, centred advantages.
+    discount: float = unit_interval(0.99)
+    gae_lambda: float = unit_interval(1.0)
+    normalize_advantages: bool = True
+    train_reward: str = one_of("dense", REWARD_KINDS)
+    # Policy optimiser (outer loop for meta-learners).
+    optimizer: str = one_of("trpo", ("trpo", "ppo", "vpg"))
+    max_kl: float = positive(0.01)
+    cg_iters: int = positive(10)
+    cg_damping: float = non_negative(1e-5)
+    backtrack_ratio: float = in_range(0.8, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
+    max_backtracks: int = positive(15)
+    learning_rate: float = positive(1e-3)  # Adam, for "ppo" and "vpg"
+    ppo_clip: float = in_range(0.2, 0.0, 1.0, low_inclusive=False)
+    ppo_epochs: int = positive(5)
+
+
+def make_policy(family: Any, config: PolicyGradientConfig, latent_size: int = 0) -> Policy:
+    return make_gaussian_policy(
+        family.observation_size,
+        family.action_size,
+        config.hidden_sizes,
+        config.activation,
+        config.init_log_std,
+        latent_size=latent_size,
+    )
+
+
+def make_optimizer(config: PolicyGradientConfig) -> optim.PolicyOptimizer:
+    if config.optimizer == "trpo":
+        return optim.trpo(config.max_kl, config.cg_iters, config.cg_damping, config.backtrack_ratio,
+                          config.max_backtracks)
+    if config.optimizer == "ppo":
+        return optim.ppo(config.learning_rate, config.ppo_clip, config.ppo_epochs)
+    return optim.vpg(config.learning_rate)
+
+
+def task_advantages(trajectories: Trajectory, config: PolicyGradientConfig, reward_kind: str) -> jax.Array:
+    """Per-task advantages (each task fits its own linear baseline): [..., N, E, T]."""
+    rewards = trajectories.select_rewards(reward_kind)
+
+    def one_task(obs, rew, mask):
+        return estimators.advantages(obs, rew, mask, config.discount, config.gae_lambda,
+                                     config.normalize_advantages)
+
+    fn = one_task
+    for _ in range(rewards.ndim - 2):
+        fn = jax.vmap(fn)
+    return fn(trajectories.obs, rewards, trajectories.mask)
+
+
+def importance_objective(policy: Policy, params: Any, trajectories: Trajectory, adv: jax.Array,
+                         penalty: jax.Array | float = 0.0) -> optim.PolicyObjective:
+    """ρ = π_params/π_behaviour over a batch, and KL(π_behaviour ‖ π_params) averaged over valid steps."""
+    log_probs, dist = score(policy, params, trajectories)
+    kl = estimators.masked_mean(trajectories.dist.kl(dist), trajectories.mask)
+    return optim.PolicyObjective(
+        log_ratio=log_probs - trajectories.log_probs,
+        advantages=adv,
+        mask=trajectories.mask,
+        kl=kl,
+        penalty=jnp.asarray(penalty, jnp.float32),
+    )
+
+
+def return_metrics(prefix: str, trajectories: Trajectory) -> dict[str, jax.Array]:
+    """Mean undiscounted dense and sparse episode returns."""
+    return {
+        f"{prefix}return": jnp.mean(trajectories.episode_returns("dense")),
+        f"{prefix}sparse_return": jnp.mean(trajectories.episode_returns("sparse")),
+    }
+
+
+def optimizer_metrics(info: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    return {f"train/{k}": jnp.asarray(v, jnp.float32) for k, v in info.items() if k != "nonfinite"}
+
+
+def policy_adaptation_curve(
+    family: Any,
+    policy: Policy,
+    params: Any,
+    tasks: Any,
+    key: jax.Array,
+    config: Any,
+    lr: float,
+) -> AdaptationCurve:
+    """Meta-test by fine-tuning the policy itself with VPG steps (MAML's protocol).
+
+    Reads ``eval_episodes_per_task``, ``eval_adaptation_steps``, ``eval_reward`` and
+    ``eval_schedule`` from ``config``; adapts with the eval reward, as at meta-test
+    only that reward is observed.
+    """
+    step_sizes = SCHEDULES[config.eval_schedule](lr, config.eval_adaptation_steps)
+
+    def sample(p, task, step_key):
+        trajectories = rollout(family, policy, p, task, step_key, config.eval_episodes_per_task)
+        return trajectories, jnp.mean(trajectories.episode_returns(config.eval_reward))
+
+    def measure_and_adapt(p, task, step_key, step_lr):
+        trajectories, returns = sample(p, task, step_key)
+        adv = task_advantages(trajectories, config, config.eval_reward)
+        grads = jax.grad(lambda q: estimators.vpg_surrogate(score(policy, q, trajectories)[0], adv,
+                                                            trajectories.mask))(p)
+        return jax.tree.map(lambda x, g: x + step_lr * g, p, grads), returns
+
+    return adaptation_curve(measure_and_adapt, lambda p, t, k: sample(p, t, k)[1], params, tasks, key, step_sizes)

@@ -1,0 +1,1 @@
+"""Run outputs: orbax checkpoints, metrics writers, plots."""

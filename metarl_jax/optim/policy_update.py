@@ -1,0 +1,133 @@
+"""Policy optimisers shared by every policy-gradient learner (optax-style factories).
+
+An algorithm describes its objective as a function ``params -> PolicyObjective``
+(importance log-ratios, advantages, mask, KL to the behaviour policy, extra
+penalty). The same three optimisers then serve single-task VPG/TRPO/PPO and the
+outer loop of MAML and its relatives:
+
+* ``vpg(lr)``: one Adam step on −mean(ρA) (gradient = REINFORCE at ρ = 1).
+* ``ppo(lr, clip, num_epochs)``: full-batch Adam epochs on the clipped objective.
+* ``trpo(max_kl, ...)``: the natural-gradient step of ``optim.trpo``.
+
+Every update is guarded: if the loss, gradient or new parameters are not finite
+the old parameters and optimiser state are kept and ``nonfinite`` is reported 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metarl_jax.estimators import importance_surrogate
+from metarl_jax.optim.trpo import trpo_step
+
+
+class PolicyObjective(NamedTuple):
+    """What an algorithm's objective returns for a parameter value."""
+
+    log_ratio: jax.Array  # log π_θ(a|s) − log π_behaviour(a|s), any shape
+    advantages: jax.Array  # same shape
+    mask: jax.Array  # same shape
+    kl: jax.Array  # scalar mean KL(π_behaviour ‖ π_θ), 0 at the sampling parameters
+    penalty: jax.Array  # scalar added to the loss (e.g. MAESN's KL to the prior)
+
+
+ObjectiveFn = Callable[[Any], PolicyObjective]
+
+
+class PolicyOptimizer(NamedTuple):
+    init: Callable[[Any], Any]
+    update: Callable[[ObjectiveFn, Any, Any], tuple[Any, Any, dict]]
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.array(True)
+
+
+def guard_nonfinite(old: Any, new: Any, *checks: Any) -> tuple[Any, jax.Array]:
+    """Returns (new if everything is finite else old, finite flag)."""
+    finite = _all_finite((new, checks))
+    kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    return kept, finite
+
+
+def _loss(objective: PolicyObjective, clip: float | None = None) -> jax.Array:
+    return -importance_surrogate(objective.log_ratio, objective.advantages, objective.mask, clip) + objective.penalty
+
+
+def _gradient_optimizer(tx: optax.GradientTransformation, num_epochs: int, clip: float | None) -> PolicyOptimizer:
+    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any):
+        def loss_fn(p):
+            objective = objective_fn(p)
+            return _loss(objective, clip), objective.kl
+
+        def epoch(carry, _):
+            p, s = carry
+            (loss, kl), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
+            updates, new_s = tx.update(grads, s, p)
+            new_p = optax.apply_updates(p, updates)
+            (new_p, new_s), finite = guard_nonfinite((p, s), (new_p, new_s), loss, grads)
+            return (new_p, new_s), (loss, kl, optax.global_norm(grads), finite)
+
+        (new_params, new_state), (losses, kls, grad_norms, finite) = jax.lax.scan(
+            epoch, (params, opt_state), None, length=num_epochs
+        )
+        _, kl_after = loss_fn(new_params)
+        info = {
+            "loss": losses[0],
+            "kl": kl_after,
+            "grad_norm": grad_norms[0],
+            "nonfinite": jnp.sum(1 - finite.astype(jnp.int32)),
+        }
+        return new_params, new_state, info
+
+    return PolicyOptimizer(init=tx.init, update=update)
+
+
+def vpg(learning_rate: float) -> PolicyOptimizer:
+    """One Adam step on the REINFORCE surrogate per update."""
+    return _gradient_optimizer(optax.adam(learning_rate), num_epochs=1, clip=None)
+
+
+def ppo(learning_rate: float, clip: float, num_epochs: int, max_grad_norm: float | None = None) -> PolicyOptimizer:
+    """PPO's clipped surrogate, ``num_epochs`` full-batch Adam steps per update."""
+    tx = optax.adam(learning_rate)
+    if max_grad_norm is not None:
+        tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
+    return _gradient_optimizer(tx, num_epochs=num_epochs, clip=clip)
+
+
+def trpo(
+    max_kl: float,
+    cg_iters: int = 10,
+    cg_damping: float = 1e-5,
+    backtrack_ratio: float = 0.8,
+    max_backtracks: int = 15,
+) -> PolicyOptimizer:
+    """TRPO on the unclipped importance-sampled surrogate; stateless."""
+
+    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any):
+        def loss_and_kl(p):
+            objective = objective_fn(p)
+            return _loss(objective), objective.kl
+
+        new_params, info = trpo_step(
+            loss_and_kl, params, max_kl, cg_iters, cg_damping, backtrack_ratio, max_backtracks
+        )
+        finite = jnp.isfinite(info.loss_before) & jnp.isfinite(info.grad_norm)
+        new_params, _ = guard_nonfinite(params, new_params, finite)
+        return new_params, opt_state, {
+            "loss": info.loss_before,
+            "kl": info.kl,
+            "grad_norm": info.grad_norm,
+            "step_accepted": info.accepted.astype(jnp.float32),
+            "num_backtracks": info.num_backtracks,
+            "surrogate_improvement": info.loss_before - info.loss_after,
+            "nonfinite": 1 - finite.astype(jnp.int32),
+        }
+
+    return PolicyOptimizer(init=lambda params: optax.EmptyState(), update=update)

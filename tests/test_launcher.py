@@ -1,0 +1,217 @@
+"""The absl launchers: outputs, bit-identical resume, bad input, evaluation, multi-device."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+TINY = [
+    "--algo=maml", "--env=point_corner", "--preset=smoke", "--seed=3", "--log_every=4", "--checkpoint_every=4",
+    "--override=hidden_sizes=8", "--override=meta_batch_size=2", "--override=episodes_per_task=2",
+    "--override=eval_num_tasks=2", "--override=eval_episodes_per_task=2", "--override=eval_adaptation_steps=1",
+    "--env_kwarg=episode_length=10", "--progress=false",
+]
+
+
+def run_cli(module: str, args: list[str], env: dict[str, str], cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=600)
+
+
+def snapshot(directory) -> dict[str, bytes]:
+    """Every file under ``directory`` with its bytes (to prove nothing was deleted or changed)."""
+    out = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, directory)] = f.read()
+    return out
+
+
+def last_record(logdir) -> dict:
+    with open(os.path.join(logdir, "metrics.jsonl")) as f:
+        record = json.loads(f.readlines()[-1])
+    return {k: v for k, v in record.items() if not k.startswith("time/wall")}
+
+
+def restore_params(logdir):
+    from experiments.common import RunSpec
+    from metarl_jax.io.checkpoints import Checkpointer
+
+    import jax
+
+    spec = RunSpec.from_logdir(str(logdir))
+    _, algo = spec.build()
+    checkpointer = Checkpointer(str(logdir), spec.algo, spec.env)
+    ts = checkpointer.restore(algo.init(jax.random.key(spec.seed)))
+    checkpointer.close()
+    return ts
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, subprocess_env, repo_root):
+    """Run A: 8 steps straight. Run B: 4 steps, then the same command resumed to 8."""
+    base = tmp_path_factory.mktemp("runs")
+    straight, resumed = base / "straight", base / "resumed"
+    a = run_cli("experiments.train", [*TINY, "--num_steps=8", f"--logdir={straight}"], subprocess_env, repo_root)
+    assert a.returncode == 0, a.stderr
+    b1 = run_cli("experiments.train", [*TINY, "--num_steps=4", f"--logdir={resumed}"], subprocess_env, repo_root)
+    assert b1.returncode == 0, b1.stderr
+    b2 = run_cli("experiments.train", [*TINY, "--num_steps=8", f"--logdir={resumed}"], subprocess_env, repo_root)
+    assert b2.returncode == 0, b2.stderr
+    assert "resuming" in b2.stderr
+    return straight, resumed
+
+
+def test_train_writes_config_metrics_events_and_checkpoints(runs):
+    straight, _ = runs
+    config = json.loads((straight / "config.json").read_text())
+    assert config["algo"] == "maml" and config["env"] == "point_corner"
+    assert config["config"]["meta_batch_size"] == 2
+    with open(straight / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["step"] for r in records] == list(range(1, 9))
+    for r in records:
+        assert all(k == "step" or k.split("/")[0] in ("train", "adapt", "eval", "time") for k in r)
+    assert "eval/return_step0" in records[-1] and "eval/return_step1" in records[-1]
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(straight))
+    assert sorted(os.listdir(straight / "checkpoints")) == ["4", "8"]
+
+
+def test_resume_is_bit_identical(runs):
+    straight, resumed = runs
+    assert last_record(straight) == last_record(resumed)
+    a, b = restore_params(straight), restore_params(resumed)
+    import jax
+
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert int(a.step) == 8
+
+
+def test_evaluate_writes_curve_png_and_json(runs, subprocess_env, repo_root):
+    straight, _ = runs
+    result = run_cli("experiments.evaluate", [f"--logdir={straight}"], subprocess_env, repo_root)
+    assert result.returncode == 0, result.stderr
+    curve = json.loads((straight / "eval" / "adaptation_curve.json").read_text())
+    assert len(curve["mean"]) == 2 and len(curve["per_task"]) == 2
+    assert all(np.isfinite(curve["mean"]))
+    for name in ("adaptation_curve.png", "training_curves.png"):
+        assert (straight / "eval" / name).read_bytes()[:4] == b"\x89PNG"
+    assert "adaptation step" in result.stdout
+
+
+BAD_INPUTS = [
+    (["--algo=nope"], "unknown algo 'nope'; valid algos are"),
+    (["--env=nope"], "unknown env 'nope'; valid envs are"),
+    (["--preset=nope"], "unknown preset 'nope' for algo 'maml'; valid presets are"),
+    (["--override=nope=1"], "unknown config field(s) ['nope']"),
+    (["--override=meta_batch_size=two"], "config field 'meta_batch_size' expects int"),
+    (["--override=discount=1.5"], "config field 'discount' = 1.5 is out of range; allowed [0.0, 1.0]"),
+    (["--override=optimizer=sgd"], "config field 'optimizer' must be one of ['trpo', 'ppo', 'vpg']"),
+    (["--env_kwarg=nope=1"], "unknown keyword argument(s) ['nope']"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS)
+def test_bad_input_is_one_clear_line(args, message, tmp_path, subprocess_env, repo_root):
+    logdir = tmp_path / "run"
+    result = run_cli("experiments.train", [*TINY, *args, "--num_steps=1", f"--logdir={logdir}"], subprocess_env,
+                     repo_root)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert not logdir.exists()  # nothing was written for a rejected run
+
+
+def test_logdir_of_another_algorithm_is_refused_untouched(runs, subprocess_env, repo_root):
+    straight, _ = runs
+    before = snapshot(straight)
+    args = [a for a in TINY if not a.startswith(("--algo", "--override"))]
+    result = run_cli("experiments.train", [*args, "--algo=trpo", "--num_steps=9", f"--logdir={straight}"],
+                     subprocess_env, repo_root)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "holds a run of algo 'maml', not 'trpo'" in result.stderr
+    assert snapshot(straight) == before
+
+
+def test_changed_config_on_resume_names_the_field(runs, subprocess_env, repo_root):
+    straight, _ = runs
+    before = snapshot(straight)
+    result = run_cli("experiments.train", [*TINY, "--override=fast_lr=0.3", "--num_steps=9", f"--logdir={straight}"],
+                     subprocess_env, repo_root)
+    assert result.returncode == 2 and "fast_lr: saved 0.5 vs requested 0.3" in result.stderr
+    assert snapshot(straight) == before
+
+
+def test_checkpoint_of_another_algorithm_without_config_json_is_refused(runs, tmp_path, subprocess_env, repo_root):
+    straight, _ = runs
+    copy = tmp_path / "ckpt_only"
+    shutil.copytree(straight / "checkpoints", copy / "checkpoints")
+    before = snapshot(copy)
+    args = [a for a in TINY if not a.startswith(("--algo", "--override"))]
+    result = run_cli("experiments.train", [*args, "--algo=ppo", "--num_steps=9", f"--logdir={copy}"],
+                     subprocess_env, repo_root)
+    assert result.returncode == 2 and "written by algo 'maml', not 'ppo'" in result.stderr, result.stderr
+    assert snapshot(copy) == before
+
+
+def test_corrupted_checkpoint_is_reported_and_kept(runs, tmp_path, subprocess_env, repo_root):
+    straight, _ = runs
+    copy = tmp_path / "corrupted"
+    shutil.copytree(straight, copy)
+    state_dir = copy / "checkpoints" / "8" / "state"
+    for root, _, files in os.walk(state_dir):
+        for name in files:
+            if name not in ("commit_success.txt",):
+                with open(os.path.join(root, name), "wb") as f:
+                    f.write(b"garbage")
+    before = snapshot(copy)
+    result = run_cli("experiments.train", [*TINY, "--num_steps=12", f"--logdir={copy}"], subprocess_env, repo_root)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "corrupted" in errors[0], result.stderr
+    assert snapshot(copy) == before
+
+
+MULTI_DEVICE_SCRIPT = textwrap.dedent("""
+    import jax, numpy as np
+    from metarl_jax import algos, envs, parallel
+    assert len(jax.devices()) == 4, jax.devices()
+    family = envs.make("point_corner", episode_length=10)
+    # A batch large enough for a well-conditioned Fisher: float32 CG on a near-singular one
+    # amplifies rounding differences (reduction order differs across shardings).
+    config = algos.preset("maml", "smoke").replace(hidden_sizes=(8,), meta_batch_size=4, episodes_per_task=16,
+                                                   eval_num_tasks=4, eval_episodes_per_task=4)
+    results = []
+    for n in (1, 4):
+        algo = algos.make("maml", family, config, mesh=parallel.task_mesh(num_devices=n))
+        ts, metrics = algo.train(algo.init(jax.random.key(0)), 2)
+        curve = algo.evaluate(ts, family.task_set("val", 4), jax.random.key(1))
+        results.append((ts.params, metrics, curve.returns))
+    (p1, m1, c1), (p4, m4, c4) = results
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p4)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3, atol=1e-4)
+    for k in m1:
+        np.testing.assert_allclose(np.asarray(m1[k]), np.asarray(m4[k]), rtol=1e-3, atol=1e-4, err_msg=k)
+    np.testing.assert_allclose(np.asarray(c1), np.asarray(c4), rtol=1e-3, atol=1e-3)
+    print("MULTI_DEVICE_OK")
+""")
+
+
+def test_sharded_task_axis_matches_single_device(subprocess_env, repo_root):
+    env = dict(subprocess_env)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    result = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT], capture_output=True, text=True, env=env,
+                            cwd=repo_root, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MULTI_DEVICE_OK" in result.stdout

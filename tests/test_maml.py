@@ -1,0 +1,185 @@
+"""MAML: the exact meta-gradient, no retracing, learning, evaluation, non-finite guard."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metarl_jax import algos, envs, estimators
+from metarl_jax.algos import maml
+from tests.bandit import LinearGaussianBandit, mean_bias
+
+SIGMA = 1.0
+ALPHA = 0.1
+BATCH = 200_000  # large inner and outer batches: estimator noise ~1e-2
+
+
+def bandit_meta_gradient(theta: float, goal: float, num_inner_steps: int, **config_changes) -> float:
+    """MAML's estimate of dJ(θ_K)/dθ on the bandit, through the package's own code path."""
+    family = LinearGaussianBandit()
+    config = maml.Config(
+        hidden_sizes=(), init_log_std=float(np.log(SIGMA)), meta_batch_size=1, episodes_per_task=BATCH,
+        num_inner_steps=num_inner_steps, fast_lr=ALPHA, normalize_advantages=False, **config_changes)
+    algo = algos.make("maml", family, config)
+    params = algo.init(jax.random.key(0)).params
+    params = jax.tree.map(lambda x: x, params)
+    params["params"]["MLP_0"]["Dense_0"]["bias"] = jnp.array([theta])
+
+    @jax.jit
+    def estimate(params, key):
+        inner, post, _ = jax.vmap(algo.sample_adaptation, in_axes=(None, 0, 0))(
+            params, jnp.array([goal]), key[None])
+
+        def meta_objective(p):
+            o = algo.meta_objective(p, inner, post)
+            return estimators.importance_surrogate(o.log_ratio, o.advantages, o.mask)
+
+        return mean_bias(jax.grad(meta_objective)(params))[0]
+
+    return float(estimate(params, jax.random.key(1)))
+
+
+def exact_gradient(theta, goal, num_inner_steps):
+    # θ_K − g = (1 − 2α)^K (θ − g)  =>  d/dθ [−(θ_K − g)²] = −2 (1 − 2α)^{2K} (θ − g)
+    return -2.0 * (1 - 2 * ALPHA) ** (2 * num_inner_steps) * (theta - goal)
+
+
+def first_order_gradient(theta, goal, num_inner_steps):
+    return -2.0 * (1 - 2 * ALPHA) ** num_inner_steps * (theta - goal)
+
+
+@pytest.mark.parametrize("estimator", ["dice", "lvc"])
+def test_exact_meta_gradient_on_linear_gaussian_bandit(estimator):
+    theta, goal = 0.5, -0.5
+    estimate = bandit_meta_gradient(theta, goal, 1, inner_estimator=estimator)
+    # exact: −2 · 0.8² · 1 = −1.28; first-order would be −1.6.
+    np.testing.assert_allclose(estimate, exact_gradient(theta, goal, 1), atol=0.06)
+
+
+def test_first_order_meta_gradient_drops_the_inner_curvature():
+    theta, goal = 0.5, -0.5
+    fomaml = bandit_meta_gradient(theta, goal, 1, first_order=True)
+    np.testing.assert_allclose(fomaml, first_order_gradient(theta, goal, 1), atol=0.06)
+    assert abs(fomaml - exact_gradient(theta, goal, 1)) > 0.25
+
+
+def test_naive_vpg_inner_objective_has_a_biased_hessian():
+    """Holding the inner samples fixed (the original implementation) biases the Hessian.
+
+    The policy also adapts s = log σ. Exactly, ∂²J/∂s∂θ = 0, so θ does not move s'.
+    The naive estimate of ∂ĝ_s/∂θ is E[−2(a − θ)/σ² · A] = 4(θ − g) instead, and
+    its E[∇²log π A] for θ itself vanishes, so the meta-gradient is
+    −2(1 − 2α)(θ − g) − 2σ'² · 4α(θ − g), with σ'² = exp(2(log σ − 2ασ²)).
+    """
+    theta, goal = 0.5, -0.5
+    naive = bandit_meta_gradient(theta, goal, 1, inner_estimator="vpg")
+    sigma_adapted_sq = np.exp(2 * (np.log(SIGMA) - 2 * ALPHA * SIGMA**2))
+    biased = first_order_gradient(theta, goal, 1) - 2 * sigma_adapted_sq * 4 * ALPHA * (theta - goal) / SIGMA**2
+    np.testing.assert_allclose(naive, biased, atol=0.06)
+    assert abs(naive - exact_gradient(theta, goal, 1)) > 0.5
+
+
+def test_two_inner_steps_on_fresh_samples_are_exact():
+    theta, goal = 0.5, -0.5
+    estimate = bandit_meta_gradient(theta, goal, 2, inner_estimator="dice")
+    # exact: −2 · 0.8⁴ = −0.819; reusing the first batch or dropping terms would not give this.
+    np.testing.assert_allclose(estimate, exact_gradient(theta, goal, 2), atol=0.06)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def semicircle_maml():
+    family = envs.make("point_semicircle")
+    config = algos.preset("maml", "smoke").replace(hidden_sizes=(16, 16), meta_batch_size=10, episodes_per_task=10)
+    return family, algos.make("maml", family, config)
+
+
+def test_train_step_compiles_once(semicircle_maml):
+    _, algo = semicircle_maml
+    ts = algo.init(jax.random.key(0))
+    for _ in range(3):
+        ts, metrics = algo.train_step(ts)
+    assert algo.trace_count == 1
+    assert int(ts.step) == 3
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert all(k.split("/")[0] in ("train", "adapt", "eval", "time") for k in metrics)
+
+
+def test_maml_learns_to_adapt_on_point_navigation(semicircle_maml):
+    family, algo = semicircle_maml
+    ts = algo.init(jax.random.key(0))
+    ts, first = algo.train(ts, 10)
+    ts, _ = algo.train(ts, 40)
+    ts, last = algo.train(ts, 10)
+    post_first = float(np.mean(first["train/post_return"]))
+    post_last = float(np.mean(last["train/post_return"]))
+    pre_last = float(np.mean(last["train/pre_return"]))
+    # Dense returns are −Σ_t ‖p_t − g‖ over 20 steps (about −20 for a policy that stays put).
+    assert post_last > post_first + 2.0, (post_first, post_last)
+    assert post_last > pre_last + 1.0, (pre_last, post_last)
+    assert float(last["train/step_accepted"].mean()) > 0.5
+
+    curve = algo.evaluate(ts, family.task_set("val", 10), jax.random.key(7))
+    assert curve.returns.shape == (10, algo.config.eval_adaptation_steps + 1)
+    assert np.all(np.isfinite(curve.returns))
+    assert curve.mean[1] > curve.mean[0], curve.mean  # one adaptation step helps on held-out tasks
+
+
+def test_ppo_outer_update_runs_and_is_finite():
+    family = envs.make("point_semicircle", episode_length=10)
+    config = algos.preset("maml", "smoke").replace(hidden_sizes=(8,), optimizer="ppo", meta_batch_size=4,
+                                                   episodes_per_task=4, ppo_epochs=2)
+    algo = algos.make("maml", family, config)
+    ts0 = algo.init(jax.random.key(0))
+    ts, metrics = algo.train_step(ts0)
+    assert np.isfinite(float(metrics["train/loss"]))
+    changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)), ts.params, ts0.params))
+    assert any(changed)
+    assert int(ts.opt_state[0].count) == 2  # Adam took ppo_epochs steps
+
+
+class _NaNRewardCorner(envs.PointCorner):
+    def step(self, state, action):
+        next_state = super().step(state, action)
+        return next_state.replace(reward=next_state.reward * jnp.nan)
+
+
+def test_nonfinite_updates_are_skipped_and_counted():
+    family = _NaNRewardCorner(episode_length=5)
+    config = algos.preset("maml", "smoke").replace(hidden_sizes=(8,), meta_batch_size=2, episodes_per_task=2)
+    for optimizer in ("trpo", "ppo"):
+        algo = algos.make("maml", family, config.replace(optimizer=optimizer, ppo_epochs=2))
+        ts0 = algo.init(jax.random.key(0))
+        ts, metrics = algo.train_step(ts0)
+        same = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), ts.params, ts0.params))
+        assert all(same), optimizer
+        assert int(ts.nonfinite_updates) >= 1
+        assert float(metrics["train/nonfinite_updates"]) == int(ts.nonfinite_updates)
+
+
+def test_user_defined_family_trains_without_package_edits():
+    family = LinearGaussianBandit()
+    config = maml.Config(hidden_sizes=(8,), meta_batch_size=4, episodes_per_task=16)
+    algo = algos.make("maml", family, config)
+    ts = algo.init(jax.random.key(0))
+    ts, metrics = algo.train(ts, 2)
+    assert metrics["train/pre_return"].shape == (2,)
+    assert np.all(np.isfinite(metrics["train/post_return"]))
+
+
+def test_bad_family_and_config_fail_before_compiling():
+    class NotAFamily:
+        observation_size = 2
+
+    with pytest.raises(ValueError, match="missing the protocol methods"):
+        algos.make("maml", NotAFamily())
+    with pytest.raises(ValueError, match="unknown algo 'mamll'.*maml"):
+        algos.make("mamll", envs.make("point_corner"))
+    with pytest.raises(ValueError, match="meta_batch_size"):
+        maml.Config(meta_batch_size=0)
+    with pytest.raises(ValueError, match="config must be"):
+        algos.make("maml", envs.make("point_corner"), algos.preset("ppo", "paper"))
