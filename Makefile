@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m experiments.demo --logdir=$(DEMO_DIR)
+	$(BIN)/python -m experiments.train --algo=maml --env=point_corner --preset=demo --num_steps=100 \
+		--seed=0 --logdir=$(DEMO_DIR)
+	$(BIN)/python -m experiments.evaluate --logdir=$(DEMO_DIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q -n 2 --durations=15

@@ -6,7 +6,8 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 CACHE_DIR = os.environ.get("METARL_COMPILATION_CACHE", os.path.expanduser("~/.cache/metarl_jax/xla"))
 
@@ -46,7 +47,7 @@ class RunSpec:
     seed: int
 
     @classmethod
-    def from_flags(cls, f: Any) -> "RunSpec":
+    def from_flags(cls, f: Any) -> RunSpec:
         from metarl_jax import algos, envs
 
         if f.algo not in algos.names():
@@ -61,7 +62,7 @@ class RunSpec:
         return cls(f.algo, f.env, env_kwargs, preset, config, f.seed)
 
     @classmethod
-    def from_logdir(cls, logdir: str) -> "RunSpec":
+    def from_logdir(cls, logdir: str) -> RunSpec:
         from metarl_jax import algos
         from metarl_jax.io.checkpoints import CheckpointError, read_run_config
 
@@ -88,8 +89,8 @@ def prepare_logdir(logdir: str, spec: RunSpec) -> None:
     """Creates a new run directory, or checks that an existing one is this run (resume)."""
     from metarl_jax.io.checkpoints import (
         CHECKPOINT_DIR,
-        CheckpointError,
         Checkpointer,
+        CheckpointError,
         check_resume_compatible,
         read_run_config,
         write_run_config,

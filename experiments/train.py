@@ -11,7 +11,6 @@ one-line ``error: ...`` on stderr and exit status 2; nothing written is deleted.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any

@@ -56,7 +56,9 @@ class Trajectory(NamedTuple):
         return jnp.sum(self.mask)
 
 
-def rollout_episode(family: Any, policy: Policy, params: Any, task: Any, latent: jax.Array, key: jax.Array) -> Trajectory:
+def rollout_episode(
+    family: Any, policy: Policy, params: Any, task: Any, latent: jax.Array, key: jax.Array
+) -> Trajectory:
     """One episode of ``family.episode_length`` steps; time axis first-level [T]."""
     reset_key, action_key = jax.random.split(key)
     state = family.reset(reset_key, task)

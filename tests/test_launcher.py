@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -43,10 +45,10 @@ def last_record(logdir) -> dict:
 
 
 def restore_params(logdir):
+    import jax
+
     from experiments.common import RunSpec
     from metarl_jax.io.checkpoints import Checkpointer
-
-    import jax
 
     spec = RunSpec.from_logdir(str(logdir))
     _, algo = spec.build()
@@ -56,18 +58,40 @@ def restore_params(logdir):
     return ts
 
 
+def train_main(args: list[str]) -> tuple[int, str]:
+    """The train launcher's guarded entry point, in this process (no interpreter start-up)."""
+    from absl import flags
+
+    from experiments import common, train
+
+    stderr = io.StringIO()
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train", *args])
+    try:
+        with contextlib.redirect_stderr(stderr):
+            code = common.run_guarded(train.run, flags.FLAGS)
+    finally:
+        flags.FLAGS.unparse_flags()
+    return code, stderr.getvalue()
+
+
+@pytest.fixture
+def train_in_process():
+    return train_main
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, subprocess_env, repo_root):
+def runs(tmp_path_factory):
     """Run A: 8 steps straight. Run B: 4 steps, then the same command resumed to 8."""
     base = tmp_path_factory.mktemp("runs")
     straight, resumed = base / "straight", base / "resumed"
-    a = run_cli("experiments.train", [*TINY, "--num_steps=8", f"--logdir={straight}"], subprocess_env, repo_root)
-    assert a.returncode == 0, a.stderr
-    b1 = run_cli("experiments.train", [*TINY, "--num_steps=4", f"--logdir={resumed}"], subprocess_env, repo_root)
-    assert b1.returncode == 0, b1.stderr
-    b2 = run_cli("experiments.train", [*TINY, "--num_steps=8", f"--logdir={resumed}"], subprocess_env, repo_root)
-    assert b2.returncode == 0, b2.stderr
-    assert "resuming" in b2.stderr
+    code, stderr = train_main([*TINY, "--num_steps=8", f"--logdir={straight}"])
+    assert code == 0, stderr
+    code, stderr = train_main([*TINY, "--num_steps=4", f"--logdir={resumed}"])
+    assert code == 0, stderr
+    code, stderr = train_main([*TINY, "--num_steps=8", f"--logdir={resumed}"])
+    assert code == 0, stderr
+    assert "resuming" in stderr
     return straight, resumed
 
 
@@ -117,55 +141,59 @@ BAD_INPUTS = [
     (["--override=meta_batch_size=two"], "config field 'meta_batch_size' expects int"),
     (["--override=discount=1.5"], "config field 'discount' = 1.5 is out of range; allowed [0.0, 1.0]"),
     (["--override=optimizer=sgd"], "config field 'optimizer' must be one of ['trpo', 'ppo', 'vpg']"),
+    (["--override=fast_lr"], "override 'fast_lr' must have the form key=value"),
     (["--env_kwarg=nope=1"], "unknown keyword argument(s) ['nope']"),
+    (["--env_kwarg=episode_length=0"], "episode_length must be a positive int"),
 ]
 
 
 @pytest.mark.parametrize("args,message", BAD_INPUTS)
-def test_bad_input_is_one_clear_line(args, message, tmp_path, subprocess_env, repo_root):
+def test_bad_input_is_one_clear_line(args, message, tmp_path, train_in_process):
     logdir = tmp_path / "run"
-    result = run_cli("experiments.train", [*TINY, *args, "--num_steps=1", f"--logdir={logdir}"], subprocess_env,
-                     repo_root)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0], result.stderr
+    code, stderr = train_in_process([*TINY, *args, "--num_steps=1", f"--logdir={logdir}"])
+    assert code == 2
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], stderr
     assert not logdir.exists()  # nothing was written for a rejected run
 
 
-def test_logdir_of_another_algorithm_is_refused_untouched(runs, subprocess_env, repo_root):
+def test_bad_input_from_the_command_line_has_no_traceback(tmp_path, subprocess_env, repo_root):
+    result = run_cli("experiments.train", [*TINY, "--algo=nope", "--num_steps=1", f"--logdir={tmp_path / 'x'}"],
+                     subprocess_env, repo_root)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: unknown algo 'nope'")
+
+
+def test_logdir_of_another_algorithm_is_refused_untouched(runs, train_in_process):
     straight, _ = runs
     before = snapshot(straight)
     args = [a for a in TINY if not a.startswith(("--algo", "--override"))]
-    result = run_cli("experiments.train", [*args, "--algo=trpo", "--num_steps=9", f"--logdir={straight}"],
-                     subprocess_env, repo_root)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "holds a run of algo 'maml', not 'trpo'" in result.stderr
+    code, stderr = train_in_process([*args, "--algo=trpo", "--num_steps=9", f"--logdir={straight}"])
+    assert code == 2 and "holds a run of algo 'maml', not 'trpo'" in stderr
     assert snapshot(straight) == before
 
 
-def test_changed_config_on_resume_names_the_field(runs, subprocess_env, repo_root):
+def test_changed_config_on_resume_names_the_field(runs, train_in_process):
     straight, _ = runs
     before = snapshot(straight)
-    result = run_cli("experiments.train", [*TINY, "--override=fast_lr=0.3", "--num_steps=9", f"--logdir={straight}"],
-                     subprocess_env, repo_root)
-    assert result.returncode == 2 and "fast_lr: saved 0.5 vs requested 0.3" in result.stderr
+    code, stderr = train_in_process([*TINY, "--override=fast_lr=0.3", "--num_steps=9", f"--logdir={straight}"])
+    assert code == 2 and "fast_lr: saved 0.5 vs requested 0.3" in stderr
     assert snapshot(straight) == before
 
 
-def test_checkpoint_of_another_algorithm_without_config_json_is_refused(runs, tmp_path, subprocess_env, repo_root):
+def test_checkpoint_of_another_algorithm_without_config_json_is_refused(runs, tmp_path, train_in_process):
     straight, _ = runs
     copy = tmp_path / "ckpt_only"
     shutil.copytree(straight / "checkpoints", copy / "checkpoints")
     before = snapshot(copy)
     args = [a for a in TINY if not a.startswith(("--algo", "--override"))]
-    result = run_cli("experiments.train", [*args, "--algo=ppo", "--num_steps=9", f"--logdir={copy}"],
-                     subprocess_env, repo_root)
-    assert result.returncode == 2 and "written by algo 'maml', not 'ppo'" in result.stderr, result.stderr
+    code, stderr = train_in_process([*args, "--algo=ppo", "--num_steps=9", f"--logdir={copy}"])
+    assert code == 2 and "written by algo 'maml', not 'ppo'" in stderr, stderr
     assert snapshot(copy) == before
 
 
-def test_corrupted_checkpoint_is_reported_and_kept(runs, tmp_path, subprocess_env, repo_root):
+def test_corrupted_checkpoint_is_reported_and_kept(runs, tmp_path, train_in_process):
     straight, _ = runs
     copy = tmp_path / "corrupted"
     shutil.copytree(straight, copy)
@@ -176,10 +204,9 @@ def test_corrupted_checkpoint_is_reported_and_kept(runs, tmp_path, subprocess_en
                 with open(os.path.join(root, name), "wb") as f:
                     f.write(b"garbage")
     before = snapshot(copy)
-    result = run_cli("experiments.train", [*TINY, "--num_steps=12", f"--logdir={copy}"], subprocess_env, repo_root)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "corrupted" in errors[0], result.stderr
+    code, stderr = train_in_process([*TINY, "--num_steps=12", f"--logdir={copy}"])
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "corrupted" in errors[0], stderr
     assert snapshot(copy) == before
 
 
@@ -200,7 +227,7 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
         results.append((ts.params, metrics, curve.returns))
     (p1, m1, c1), (p4, m4, c4) = results
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p4)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=5e-3, atol=5e-4)
     for k in m1:
         np.testing.assert_allclose(np.asarray(m1[k]), np.asarray(m4[k]), rtol=1e-3, atol=1e-4, err_msg=k)
     np.testing.assert_allclose(np.asarray(c1), np.asarray(c4), rtol=1e-3, atol=1e-3)

@@ -94,7 +94,7 @@ class Algorithm(abc.ABC):
         self._jit_train = jax.jit(self._scan_train, static_argnums=1)
         self._jit_evaluate = jax.jit(self._evaluate)
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - optional hook
         """Builds networks and optimisers from the config (called once by __init__)."""
 
     # -- what subclasses implement -------------------------------------------------------

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from metarl_jax import estimators, optim
 from metarl_jax.algos.config import AlgoConfig, in_range, non_negative, one_of, positive, unit_interval
 from metarl_jax.evaluation import SCHEDULES, AdaptationCurve, adaptation_curve
-from metarl_jax.networks import ACTIVATIONS, Policy, make_gaussian_policy
+from metarl_jax.networks import ACTIVATIONS, DiagGaussian, Policy, make_gaussian_policy
 from metarl_jax.rollout import Trajectory, rollout, score
 
 REWARD_KINDS = ("dense", "sparse")
@@ -80,14 +80,27 @@ def importance_objective(policy: Policy, params: Any, trajectories: Trajectory, 
                          penalty: jax.Array | float = 0.0) -> optim.PolicyObjective:
     """ρ = π_params/π_behaviour over a batch, and KL(π_behaviour ‖ π_params) averaged over valid steps."""
     log_probs, dist = score(policy, params, trajectories)
-    kl = estimators.masked_mean(trajectories.dist.kl(dist), trajectories.mask)
+    mask = trajectories.mask
+    kl = estimators.masked_mean(trajectories.dist.kl(dist), mask)
     return optim.PolicyObjective(
         log_ratio=log_probs - trajectories.log_probs,
         advantages=adv,
-        mask=trajectories.mask,
+        mask=mask,
         kl=kl,
         penalty=jnp.asarray(penalty, jnp.float32),
+        fisher_outputs=dist,
+        fisher_weights=gaussian_kl_hessian(trajectories.dist, mask),
     )
+
+
+def gaussian_kl_hessian(behaviour: DiagGaussian, mask: jax.Array) -> DiagGaussian:
+    """Diagonal of ∂²/∂(μ, log σ)² of masked_mean KL(behaviour ‖ N(μ, σ²)) at the behaviour policy.
+
+    Per dimension: ∂²KL/∂μ² = 1/σ², ∂²KL/∂(log σ)² = 2, cross terms 0.
+    """
+    weight = (mask / jnp.maximum(jnp.sum(mask), 1.0))[..., None]
+    return DiagGaussian(mean=weight * jnp.exp(-2.0 * behaviour.log_std),
+                        log_std=weight * 2.0 * jnp.ones_like(behaviour.log_std))
 
 
 def return_metrics(prefix: str, trajectories: Trajectory) -> dict[str, jax.Array]:

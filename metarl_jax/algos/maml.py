@@ -58,7 +58,10 @@ PRESETS: dict[str, Config] = {
     # ProMP's MAML-PPO variant: (64, 64) tanh, normalised advantages, Adam 1e-3.
     "ppo": Config(hidden_sizes=(64, 64), activation="tanh", optimizer="ppo", learning_rate=1e-3,
                   ppo_clip=0.3, ppo_epochs=5),
-    # Small and fast on a 2-core CPU (tests, the demo).
+    # `make demo`: ProMP's (64, 64) tanh policy on point navigation, sized for a 2-core CPU.
+    "demo": Config(hidden_sizes=(64, 64), activation="tanh", fast_lr=0.5, meta_batch_size=20, episodes_per_task=10,
+                   eval_num_tasks=20, eval_episodes_per_task=10),
+    # Small and fast on a 2-core CPU (tests).
     "smoke": Config(hidden_sizes=(32, 32), meta_batch_size=8, episodes_per_task=8, fast_lr=0.5,
                     eval_num_tasks=8, eval_episodes_per_task=8, eval_adaptation_steps=2),
 }
@@ -129,7 +132,10 @@ class MAML(Algorithm):
             return common.importance_objective(self.policy, adapted, post, post_adv)
 
         per_task = jax.vmap(one_task)(inner_batches, post_batches)
-        return per_task._replace(kl=jnp.mean(per_task.kl), penalty=jnp.mean(per_task.penalty))
+        num_tasks = per_task.kl.shape[0]
+        # The KL is the mean over tasks of per-task KLs: its Hessian weights scale by 1/N.
+        return per_task._replace(kl=jnp.mean(per_task.kl), penalty=jnp.mean(per_task.penalty),
+                                 fisher_weights=jax.tree.map(lambda w: w / num_tasks, per_task.fisher_weights))
 
     def _train_step(self, ts: TrainState):
         cfg = self.config

@@ -14,7 +14,8 @@ backtrack ratio 0.8, 15 backtracks), as used by MAML-TRPO and MAESN.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +51,22 @@ def hessian_vector_product(fn: Callable[[jax.Array], jax.Array], x0: jax.Array) 
     return hvp
 
 
+def gauss_newton_vector_product(
+    outputs_and_weights: Callable[[jax.Array], tuple[Any, Any]], x0: jax.Array
+) -> Callable[[jax.Array], jax.Array]:
+    """v ↦ Jᵀ W J v with J = ∂y/∂x at x0 and W a diagonal weight pytree like y.
+
+    For a divergence at its minimum (the TRPO KL at the sampling parameters) this is
+    exactly its Hessian, at the cost of one JVP and one VJP of y.
+    """
+    outputs = lambda x: outputs_and_weights(x)[0]  # noqa: E731
+    _, weights = outputs_and_weights(x0)
+    weights = jax.lax.stop_gradient(weights)
+    _, jvp = jax.linearize(outputs, x0)
+    vjp = jax.linear_transpose(jvp, x0)
+    return lambda v: vjp(jax.tree.map(jnp.multiply, weights, jvp(v)))[0]
+
+
 class TrpoInfo(NamedTuple):
     loss_before: jax.Array
     loss_after: jax.Array
@@ -68,18 +85,24 @@ def trpo_step(
     cg_damping: float = 1e-5,
     backtrack_ratio: float = 0.8,
     max_backtracks: int = 15,
+    fisher_outputs: Callable[[Any], tuple[Any, Any]] | None = None,
 ) -> tuple[Any, TrpoInfo]:
     """One TRPO update of ``params``; rejects the step (returns ``params``) if the line search fails.
 
     ``loss_and_kl_fn(params) -> (L, KL)`` evaluates both on one pass, since for
-    meta-learners both go through the same inner adaptation.
+    meta-learners both go through the same inner adaptation. With
+    ``fisher_outputs(params) -> (y, W)`` the KL Hessian is applied in Gauss–Newton form
+    (see ``gauss_newton_vector_product``); otherwise by differentiating the KL twice.
     """
     flat0, unravel = ravel_pytree(params)
     flat_loss_and_kl = lambda flat: loss_and_kl_fn(unravel(flat))  # noqa: E731
     flat_kl = lambda flat: flat_loss_and_kl(flat)[1]  # noqa: E731
 
     (loss_before, _), grad = jax.value_and_grad(flat_loss_and_kl, has_aux=True)(flat0)
-    fisher = hessian_vector_product(flat_kl, flat0)
+    if fisher_outputs is None:
+        fisher = hessian_vector_product(flat_kl, flat0)
+    else:
+        fisher = gauss_newton_vector_product(lambda flat: fisher_outputs(unravel(flat)), flat0)
     damped_fisher = lambda v: fisher(v) + cg_damping * v  # noqa: E731
     direction = conjugate_gradient(damped_fisher, grad, cg_iters)
     step_size = jnp.sqrt(2.0 * max_kl / (jnp.dot(direction, damped_fisher(direction)) + 1e-8))

@@ -1,0 +1,1 @@
+"""Benchmarks: physics throughput, training throughput as a ratio to it, compile time."""

@@ -1,0 +1,101 @@
+r"""MAML training throughput as a ratio to the raw rollout limit.
+
+    python -m benchmarks.maml_throughput [--tasks=40 --episodes=20 --horizon=100 --iterations=3]
+
+Training throughput: env steps of one meta-iteration (pre- and post-update
+rollouts, B × E × T × (K + 1)) over its wall time, for `algo.train` (scan of the
+whole meta-iteration: rollouts, inner step, TRPO with CG and line search).
+Raw limit: the same policy and environment rolled out for the same B × E parallel
+episodes, alone, under jit. The ratio is the share of time spent in the rollouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+
+from benchmarks.timing import environment, time_call, time_compile
+from metarl_jax import algos, envs
+from metarl_jax.rollout import rollout_tasks
+
+
+def measure_maml(env: str = "point_corner", tasks: int = 40, episodes: int = 20, horizon: int = 100,
+                 iterations: int = 3, repeats: int = 3, hidden: tuple[int, ...] = (100, 100)) -> dict[str, Any]:
+    family = envs.make(env, episode_length=horizon)
+    config = algos.maml.Config(hidden_sizes=hidden, meta_batch_size=tasks, episodes_per_task=episodes)
+    algo = algos.make("maml", family, config)
+    ts = algo.init(jax.random.key(0))
+    compile_s = time_compile(algo.lower_train_step(ts))
+
+    train = time_call(lambda: algo.train(ts, iterations), repeats=repeats)
+    steps_per_iteration = tasks * episodes * horizon * (config.num_inner_steps + 1)
+    train_sps = steps_per_iteration * iterations / train["median_s"]
+
+    task_batch = family.sample_tasks(jax.random.key(1), tasks)
+    raw_rollout = jax.jit(lambda p, k: rollout_tasks(family, algo.policy, p, task_batch, k, episodes).rewards)
+    raw = time_call(lambda: raw_rollout(ts.params, jax.random.key(2)), repeats=repeats)
+    raw_sps = tasks * episodes * horizon / raw["median_s"]
+    return {
+        "benchmark": "maml_training", "env": env, "tasks": tasks, "episodes": episodes, "horizon": horizon,
+        "parallel_envs": tasks * episodes, "hidden": list(hidden),
+        "compile_train_step_s": compile_s,
+        "train_seconds_per_iteration": train["median_s"] / iterations,
+        "train_spread_s": [train["min_s"] / iterations, train["max_s"] / iterations],
+        "train_env_steps_per_s": train_sps,
+        "raw_rollout_env_steps_per_s": raw_sps,
+        "raw_spread_s": [raw["min_s"], raw["max_s"]],
+        "ratio_train_to_raw": train_sps / raw_sps,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="point_corner")
+    parser.add_argument("--tasks", type=int, default=40)
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--horizon", type=int, default=100)
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    result = measure_maml(args.env, args.tasks, args.episodes, args.horizon, args.iterations, args.repeats)
+    print(json.dumps({**environment(), **result}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
+
+
+def phase_breakdown(env: str = "point_corner", tasks: int = 8, episodes: int = 10, horizon: int = 100,
+                    hidden: tuple[int, ...] = (100, 100), repeats: int = 3) -> dict[str, float]:
+    """Seconds per phase of one meta-iteration, each phase jitted on its own."""
+    family = envs.make(env, episode_length=horizon)
+    config = algos.maml.Config(hidden_sizes=hidden, meta_batch_size=tasks, episodes_per_task=episodes)
+    algo = algos.make("maml", family, config)
+    ts = algo.init(jax.random.key(0))
+    task_batch = family.sample_tasks(jax.random.key(1), tasks)
+    keys = jax.random.split(jax.random.key(2), tasks)
+    sample = jax.jit(jax.vmap(algo.sample_adaptation, in_axes=(None, 0, 0)))
+    inner, post, _ = sample(ts.params, task_batch, keys)
+
+    def surrogate(p):
+        o = algo.meta_objective(p, inner, post)
+        return -jnp.mean(jnp.exp(o.log_ratio) * o.advantages)
+
+    meta_grad = jax.jit(jax.grad(surrogate))
+    kl = lambda p: algo.meta_objective(p, inner, post).kl  # noqa: E731
+    flat, unravel = jax.flatten_util.ravel_pytree(ts.params)
+    hvp = jax.jit(lambda v: jax.jvp(jax.grad(lambda f: kl(unravel(f))), (flat,), (v,))[1])
+    update = jax.jit(lambda p: algo.optimizer.update(lambda q: algo.meta_objective(q, inner, post), p, ()))
+    phases = {
+        "sample_and_adapt_s": time_call(lambda: sample(ts.params, task_batch, keys), repeats)["median_s"],
+        "meta_gradient_s": time_call(lambda: meta_grad(ts.params), repeats)["median_s"],
+        "fisher_vector_product_s": time_call(lambda: hvp(flat), repeats)["median_s"],
+        "trpo_update_s": time_call(lambda: update(ts.params), repeats)["median_s"],
+        "train_step_s": time_call(lambda: algo.train_step(ts), repeats)["median_s"],
+    }
+    return phases
