@@ -9,7 +9,8 @@ Fig. 5, MAESN Fig. 6), measured with the sparse or the dense reward.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

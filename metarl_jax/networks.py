@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import chex
 import flax.linen as nn
@@ -42,7 +43,7 @@ class DiagGaussian(NamedTuple):
         log_std = jnp.broadcast_to(self.log_std, self.mean.shape)
         return jnp.sum(log_std + 0.5 * (_LOG_2PI + 1.0), axis=-1)
 
-    def kl(self, other: "DiagGaussian") -> jax.Array:
+    def kl(self, other: DiagGaussian) -> jax.Array:
         """KL(self ‖ other) = Σ_d [log σ₂/σ₁ + (σ₁² + (μ₁ − μ₂)²) / (2σ₂²) − ½]."""
         var_ratio = jnp.exp(2.0 * (self.log_std - other.log_std))
         mean_term = ((self.mean - other.mean) * jnp.exp(-other.log_std)) ** 2

@@ -9,7 +9,8 @@ mesh, and inserts the all-reduce for the outer gradient; no ``pmap`` is needed.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np

@@ -17,7 +17,8 @@ import json
 import math
 import types
 import typing
-from typing import Any, Iterable, Mapping, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 ConfigT = TypeVar("ConfigT", bound="AlgoConfig")
 
@@ -147,7 +148,7 @@ class AlgoConfig:
             changes[key] = parse_value(key, raw, hints[key])
         return self.replace(**changes)
 
-    def diff(self, other: "AlgoConfig") -> list[str]:
+    def diff(self, other: AlgoConfig) -> list[str]:
         """Names of the fields whose values differ."""
         mine, theirs = self.to_dict(), other.to_dict()
         return sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import abc
 import inspect
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
