@@ -206,3 +206,21 @@ def test_gauss_newton_fisher_product_equals_the_kl_hessian_through_adaptation():
     exact = jax.jit(lambda v: hessian_vector_product(kl, flat)(v))(v)
     gauss_newton = jax.jit(lambda v: gauss_newton_vector_product(outputs_and_weights, flat)(v))(v)
     np.testing.assert_allclose(gauss_newton, exact, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(exact))))
+
+
+def test_vmapped_seeds_equal_their_single_seed_runs():
+    family = envs.make("point_corner", episode_length=10)
+    config = algos.preset("maml", "smoke").replace(hidden_sizes=(8,), meta_batch_size=2, episodes_per_task=16,
+                                                   optimizer="ppo", ppo_epochs=2)
+    algo = algos.make("maml", family, config)
+    keys = jax.random.split(jax.random.key(0), 3)
+    stacked, metrics = algo.train_seeds(algo.init_seeds(keys), 2)
+    assert metrics["train/post_return"].shape == (3, 2)
+    for seed, key in enumerate(keys):
+        single, single_metrics = algo.train(algo.init(key), 2)
+        for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(stacked.params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b[seed]), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(single_metrics["train/post_return"], metrics["train/post_return"][seed],
+                                   rtol=1e-4)
+    curves = algo.evaluate_seeds(stacked, family.task_set("val", 2), jax.random.split(jax.random.key(1), 3))
+    assert curves.returns.shape == (3, 2, config.eval_adaptation_steps + 1)

@@ -9,6 +9,9 @@ An algorithm subclass supplies three pure functions and gets the public API:
     algo.train_step(ts)          jit(_train_step): ONE XLA program
     algo.train(ts, num_steps)    jit(scan(_train_step)): still one program
     algo.evaluate(ts, tasks, key)
+
+    algo.init_seeds(keys) / train_seeds / evaluate_seeds: N independent seeds vmapped
+    over a leading seed axis, still one program.
 """
 
 from __future__ import annotations
@@ -93,6 +96,10 @@ class Algorithm(abc.ABC):
         self._jit_train_step = jax.jit(self._counted(self._train_step))
         self._jit_train = jax.jit(self._scan_train, static_argnums=1)
         self._jit_evaluate = jax.jit(self._evaluate)
+        # Independent seeds as one program: the same functions vmapped over a leading seed axis.
+        self._jit_init_seeds = jax.jit(jax.vmap(self.init))
+        self._jit_train_seeds = jax.jit(jax.vmap(self._scan_train, in_axes=(0, None)), static_argnums=1)
+        self._jit_evaluate_seeds = jax.jit(jax.vmap(self._evaluate, in_axes=(0, None, 0)))
 
     def setup(self) -> None:  # noqa: B027 - optional hook
         """Builds networks and optimisers from the config (called once by __init__)."""
@@ -124,6 +131,20 @@ class Algorithm(abc.ABC):
 
     def evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
         return self._jit_evaluate(ts, tasks, key)
+
+    def init_seeds(self, keys: jax.Array) -> TrainState:
+        """Train states of ``len(keys)`` independent seeds, stacked on a leading seed axis."""
+        return self._jit_init_seeds(keys)
+
+    def train_seeds(self, ts: TrainState, num_steps: int) -> tuple[TrainState, dict[str, jax.Array]]:
+        """``train`` for every seed of a stacked train state, as one XLA program (metrics: [seeds, steps])."""
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"train_seeds: num_steps must be a positive int, got {num_steps!r}")
+        return self._jit_train_seeds(ts, num_steps)
+
+    def evaluate_seeds(self, ts: TrainState, tasks: Any, keys: jax.Array) -> AdaptationCurve:
+        """Adaptation curves of every seed; ``returns`` has shape [seeds, tasks, K + 1]."""
+        return self._jit_evaluate_seeds(ts, tasks, keys)
 
     def lower_train_step(self, ts: TrainState):
         """The lowered train step, e.g. for ``.compile()`` timing or HLO inspection."""
