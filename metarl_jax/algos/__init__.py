@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from metarl_jax.algos import maml, policy_gradient
+from metarl_jax.algos import maesn, maml, policy_gradient
 from metarl_jax.algos.base import Algorithm, TrainState
 from metarl_jax.algos.config import AlgoConfig, get_preset
 
 _REGISTRY: dict[str, tuple[type[Algorithm], Any]] = {
     "maml": (maml.MAML, maml),
+    "maesn": (maesn.MAESN, maesn),
+    "latent_space": (maesn.LatentSpace, maesn),
     "vpg": (policy_gradient.VPG, policy_gradient),
     "trpo": (policy_gradient.TRPO, policy_gradient),
     "ppo": (policy_gradient.PPO, policy_gradient),
@@ -46,5 +48,5 @@ def make(name: str, family: Any, config: AlgoConfig | None = None, mesh: Any = N
     return cls(family, config, mesh=mesh)
 
 
-__all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "make", "maml", "names",
+__all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "maesn", "make", "maml", "names",
            "policy_gradient", "preset", "presets"]
