@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -319,11 +320,14 @@ def test_from_brax_rejects_non_env():
 
 
 def test_from_brax_rejects_bad_episode_length():
+    class FakeState(NamedTuple):
+        obs: jax.Array
+
     class FakeEnv:
         observation_size, action_size = 3, 1
 
         def reset(self, key):
-            return None
+            return FakeState(obs=jnp.zeros(3))
 
         def step(self, state, action):
             return None

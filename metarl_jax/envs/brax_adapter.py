@@ -21,11 +21,11 @@ class BraxFamily(TaskFamily):
     splits = ("train", "val")
 
     def __init__(self, env: Any, episode_length: int = 1000, name: str | None = None):
+        if isinstance(episode_length, bool) or not isinstance(episode_length, int) or episode_length <= 0:
+            raise ValueError(f"from_brax: episode_length must be a positive int, got {episode_length!r}")
         for attr in ("reset", "step", "observation_size", "action_size"):
             if not hasattr(env, attr):
                 raise ValueError(f"from_brax: {type(env).__name__} is not a brax.envs.Env (it has no {attr!r})")
-        if isinstance(episode_length, bool) or not isinstance(episode_length, int) or episode_length <= 0:
-            raise ValueError(f"from_brax: episode_length must be a positive int, got {episode_length!r}")
         self.env = env
         self.name = name or f"brax_{type(env).__name__.lower()}"
         # brax's observation_size property runs a reset eagerly (slow for MJX); trace it instead.

@@ -1,0 +1,139 @@
+"""Raw physics throughput of the task families: environment steps per second.
+
+Random actions under ``jit(vmap(scan(step)))``: ``num_envs`` parallel episodes of
+``num_steps`` control steps each (every control step is ``frame_skip`` MJX physics
+steps). Timings are medians of ``repeats`` runs after one warm-up, each blocked
+until ready. This is the physics limit the training benchmarks are compared with.
+
+    python -m benchmarks.physics --families wheeled,ant_goal --num_envs 1,16,128
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks.timing import environment, time_call
+from metarl_jax import envs
+
+MJX_FAMILY_NAMES = (
+    "wheeled",
+    "reacher2",
+    "reacher4",
+    "ant_goal",
+    "block_push",
+    "cheetah_vel",
+    "cheetah_dir",
+    "ant_vel",
+    "ant_dir",
+    "pendulum",
+    "inverted_pendulum",
+    "inverted_double_pendulum",
+    "hopper",
+    "half_cheetah",
+    "reacher",
+)
+
+
+def _action_bounds(family):
+    high = getattr(family, "ctrl_high", None)
+    if high is None:
+        return -jnp.ones(family.action_size), jnp.ones(family.action_size)
+    high = jnp.where(jnp.isfinite(high), high, 1.0)
+    low = jnp.where(jnp.isfinite(family.ctrl_low), family.ctrl_low, -1.0)
+    return low, high
+
+
+def make_random_rollout(family, num_steps: int):
+    """jit(vmap(scan)) of ``num_steps`` random-action steps; returns the final states and return."""
+    low, high = _action_bounds(family)
+
+    def episode(state, key):
+        def body(carry, step_key):
+            state, total = carry
+            action = jax.random.uniform(step_key, (family.action_size,), minval=low, maxval=high)
+            state = family.step(state, action)
+            return (state, total + state.reward), None
+
+        (state, total), _ = jax.lax.scan(body, (state, jnp.zeros(())), jax.random.split(key, num_steps))
+        return state, total
+
+    return jax.jit(jax.vmap(episode))
+
+
+def measure_physics(family_name: str, num_envs: int, num_steps: int = 100, repeats: int = 3) -> dict:
+    """Steps per second of ``family_name`` with ``num_envs`` parallel environments.
+
+    Returns a dict with the family, sizes, ``steps_per_second`` (control steps ×
+    environments per second), ``physics_steps_per_second`` (× frame skip where known),
+    ``median_s`` of one rollout, ``compile_s`` and the environment description.
+    """
+    family = envs.make(family_name, episode_length=10 * num_steps)
+    key_tasks, key_reset, key_actions = jax.random.split(jax.random.key(0), 3)
+    tasks = family.sample_tasks(key_tasks, num_envs)
+    states = jax.jit(jax.vmap(family.reset))(jax.random.split(key_reset, num_envs), tasks)
+    rollout = make_random_rollout(family, num_steps)
+    action_keys = jax.random.split(key_actions, num_envs)
+    start = time.perf_counter()
+    compiled = rollout.lower(states, action_keys).compile()
+    compile_s = time.perf_counter() - start
+    timing = time_call(lambda: compiled(states, action_keys), repeats=repeats, warmup=1)
+    steps = num_envs * num_steps
+    frame_skip = getattr(family, "frame_skip", None) or getattr(getattr(family, "env", None), "_n_frames", 1)
+    return {
+        "family": family_name,
+        "num_envs": num_envs,
+        "num_steps": num_steps,
+        "steps_per_second": steps / timing["median_s"],
+        "physics_steps_per_second": steps * frame_skip / timing["median_s"],
+        "frame_skip": frame_skip,
+        "median_s": timing["median_s"],
+        "compile_s": compile_s,
+        **environment(),
+    }
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| family | envs | env steps/s | physics steps/s | rollout (s) | compile (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['family']} | {row['num_envs']} | {row['steps_per_second']:,.0f} | "
+            f"{row['physics_steps_per_second']:,.0f} | {row['median_s']:.3f} | {row['compile_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", default=",".join(MJX_FAMILY_NAMES), help="comma-separated family names")
+    parser.add_argument("--num_envs", default="1,16,128", help="comma-separated numbers of parallel envs (1..8192)")
+    parser.add_argument("--num_steps", type=int, default=100, help="control steps per rollout")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs after warm-up (median reported)")
+    args = parser.parse_args(argv)
+    families = [name for name in args.families.split(",") if name]
+    unknown = sorted(set(families) - set(envs.names()))
+    if unknown:
+        parser.error(f"unknown families {unknown}; valid ones are {envs.names()}")
+    sizes = [int(n) for n in args.num_envs.split(",") if n]
+    if any(n < 1 for n in sizes) or args.num_steps < 1 or args.repeats < 1:
+        parser.error("--num_envs, --num_steps and --repeats must be positive")
+    rows = []
+    for name in families:
+        for num_envs in sizes:
+            rows.append(measure_physics(name, num_envs, args.num_steps, args.repeats))
+            print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
+    info = environment()
+    print(f"\ndevice {info['device']} ({info['cpu']}), jax {info['jax']}, mujoco {info['mujoco']}, "
+          f"mujoco-mjx {info['mujoco-mjx']}, {info['date']}")
+    print(markdown_table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
