@@ -27,6 +27,8 @@ check with the actuator gear halved fails.
 
 from __future__ import annotations
 
+import abc
+
 import jax
 import jax.numpy as jnp
 
@@ -42,6 +44,20 @@ CHEETAH_CTRL_COST = 0.05  # MAML half-cheetah: 0.5 · 1e-1 · ‖a‖²
 
 def sample_directions(key: jax.Array, num_tasks: int) -> jax.Array:
     return jnp.where(jax.random.bernoulli(key, 0.5, (num_tasks,)), 1.0, -1.0)
+
+
+def forward_task_rewards(forward_reward, ctrl_cost, survive_reward, velocity, position):
+    """r = forward term − ctrl cost + survive bonus; these tasks have no sparse variant (sparse = dense)."""
+    reward = forward_reward - ctrl_cost + survive_reward
+    info = {"position": position, "sparse_reward": reward, "truncation": jnp.zeros(())}
+    metrics = {
+        "x": position[0],
+        "y": position[1],
+        "forward_velocity": velocity,
+        "reward_forward": forward_reward,
+        "reward_ctrl": -ctrl_cost,
+    }
+    return reward, reward, jnp.zeros(()), info, metrics
 
 
 class CheetahBase(MjxFamily):
@@ -70,24 +86,15 @@ class CheetahBase(MjxFamily):
         com_before, com = data_before.xipos[self.torso], data.xipos[self.torso]
         return (com[0] - com_before[0]) / self.dt, com[:2]
 
+    @abc.abstractmethod
     def _task_reward(self, velocity, task):
-        raise NotImplementedError
+        """The task's forward term: −|v − v_goal| (velocity) or d · v (direction)."""
 
     def _rewards(self, data_before, data, action, task):
         action = jnp.clip(action, self.ctrl_low, self.ctrl_high)
         velocity, position = self.forward_velocity_and_position(data_before, data)
         ctrl_cost = CHEETAH_CTRL_COST * jnp.sum(action**2)
-        forward_reward = self._task_reward(velocity, task)
-        reward = forward_reward - ctrl_cost
-        info = {"position": position, "sparse_reward": reward, "truncation": jnp.zeros(())}
-        metrics = {
-            "x": position[0],
-            "y": position[1],
-            "forward_velocity": velocity,
-            "reward_forward": forward_reward,
-            "reward_ctrl": -ctrl_cost,
-        }
-        return reward, reward, jnp.zeros(()), info, metrics
+        return forward_task_rewards(self._task_reward(velocity, task), ctrl_cost, 0.0, velocity, position)
 
 
 class CheetahVel(CheetahBase):
@@ -130,26 +137,16 @@ class AntLocomotion(AntBase):
         del task
         return jnp.concatenate([data.qpos[2:], data.qvel])
 
+    @abc.abstractmethod
     def _task_reward(self, velocity, task):
-        raise NotImplementedError
+        """The task's forward term: −|v − v_goal| (velocity) or d · v (direction)."""
 
     def _rewards(self, data_before, data, action, task):
         action = jnp.clip(action, self.ctrl_low, self.ctrl_high)
         com_before, com = self.torso_com(data_before), self.torso_com(data)
         velocity = (com[0] - com_before[0]) / self.dt
-        position = com[:2]
         ctrl_cost = ANT_CTRL_COST * jnp.sum(action**2)
-        forward_reward = self._task_reward(velocity, task)
-        reward = forward_reward - ctrl_cost + SURVIVE_REWARD
-        info = {"position": position, "sparse_reward": reward, "truncation": jnp.zeros(())}
-        metrics = {
-            "x": position[0],
-            "y": position[1],
-            "forward_velocity": velocity,
-            "reward_forward": forward_reward,
-            "reward_ctrl": -ctrl_cost,
-        }
-        return reward, reward, jnp.zeros(()), info, metrics
+        return forward_task_rewards(self._task_reward(velocity, task), ctrl_cost, SURVIVE_REWARD, velocity, com[:2])
 
 
 class AntVel(AntLocomotion):

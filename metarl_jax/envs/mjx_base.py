@@ -40,6 +40,7 @@ from the C engine within 5 control steps, hence their short horizons.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import io
 from collections.abc import Callable
@@ -146,12 +147,13 @@ class MjxFamily(TaskFamily):
         qvel = 0.01 * jax.random.normal(key_vel, (self.mj_model.nv,))
         return qpos, qvel
 
+    @abc.abstractmethod
     def _observation(self, data: mjx.Data, task: Any) -> jax.Array:
-        raise NotImplementedError
+        """The policy's observation (without the task's goal, for goal-hiding families)."""
 
+    @abc.abstractmethod
     def _rewards(self, data_before: mjx.Data, data: mjx.Data, action: jax.Array, task: Any):
         """Returns (dense, sparse, terminated, info, metrics) of one control step."""
-        raise NotImplementedError
 
     def _reset_info_metrics(self, data: mjx.Data, task: Any) -> tuple[dict, dict]:
         """info/metrics at reset: the step's dicts with zero rewards, so the pytree structure matches."""
