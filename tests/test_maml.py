@@ -224,3 +224,36 @@ def test_vmapped_seeds_equal_their_single_seed_runs():
                                    rtol=1e-4)
     curves = algo.evaluate_seeds(stacked, family.task_set("val", 2), jax.random.split(jax.random.key(1), 3))
     assert curves.returns.shape == (3, 2, config.eval_adaptation_steps + 1)
+
+
+def test_metasgd_meta_gradient_of_the_learned_step_size():
+    """Meta-SGD on the bandit: dJ(θ + α∇J)/dα = ∇J(θ')·∇J(θ) = 4(1 − 2α)(θ − g)²; θ's gradient is MAML's."""
+    from metarl_jax.algos import metasgd
+
+    theta, goal = 0.5, -0.5
+    family = LinearGaussianBandit()
+    config = metasgd.Config(hidden_sizes=(), init_log_std=float(np.log(SIGMA)), meta_batch_size=1,
+                            episodes_per_task=BATCH, fast_lr=ALPHA, normalize_advantages=False)
+    algo = algos.make("metasgd", family, config)
+    meta_params = algo.init(jax.random.key(0)).params
+    assert jax.tree.structure(meta_params["inner_lr"]) == jax.tree.structure(meta_params["policy"])
+    meta_params["policy"]["params"]["MLP_0"]["Dense_0"]["bias"] = jnp.array([theta])
+
+    @jax.jit
+    def estimate(meta_params, key):
+        inner, post, _ = jax.vmap(algo.sample_adaptation, in_axes=(None, 0, 0))(
+            meta_params, jnp.array([goal]), key[None])
+
+        def meta_objective(p):
+            o = algo.meta_objective(p, inner, post)
+            return estimators.importance_surrogate(o.log_ratio, o.advantages, o.mask)
+
+        grads = jax.grad(meta_objective)(meta_params)
+        return mean_bias(grads["policy"])[0], mean_bias(grads["inner_lr"])[0]
+
+    theta_grad, alpha_grad = estimate(meta_params, jax.random.key(1))
+    np.testing.assert_allclose(theta_grad, exact_gradient(theta, goal, 1), atol=0.06)
+    np.testing.assert_allclose(alpha_grad, 4 * (1 - 2 * ALPHA) * (theta - goal) ** 2, atol=0.1)
+
+    curve = algo.evaluate(algo.init(jax.random.key(2)), family.task_set("val", 2), jax.random.key(3))
+    assert curve.returns.shape == (2, config.eval_adaptation_steps + 1)

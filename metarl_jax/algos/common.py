@@ -122,25 +122,28 @@ def policy_adaptation_curve(
     tasks: Any,
     key: jax.Array,
     config: Any,
-    lr: float,
+    lr: Any,
 ) -> AdaptationCurve:
     """Meta-test by fine-tuning the policy itself with VPG steps (MAML's protocol).
 
-    Reads ``eval_episodes_per_task``, ``eval_adaptation_steps``, ``eval_reward`` and
-    ``eval_schedule`` from ``config``; adapts with the eval reward, as at meta-test
-    only that reward is observed.
+    ``lr`` is a scalar or a pytree like ``params`` (Meta-SGD's per-parameter rates); step k
+    uses ``lr`` times the ``eval_schedule`` factor. Reads ``eval_episodes_per_task``,
+    ``eval_adaptation_steps``, ``eval_reward`` and ``eval_schedule`` from ``config``; adapts
+    with the eval reward, as at meta-test only that reward is observed.
     """
-    step_sizes = SCHEDULES[config.eval_schedule](lr, config.eval_adaptation_steps)
+    scales = SCHEDULES[config.eval_schedule](1.0, config.eval_adaptation_steps)
+    if jax.tree.structure(lr) != jax.tree.structure(params):
+        lr = jax.tree.map(lambda p: jnp.asarray(lr, p.dtype), params)
 
     def sample(p, task, step_key):
         trajectories = rollout(family, policy, p, task, step_key, config.eval_episodes_per_task)
         return trajectories, jnp.mean(trajectories.episode_returns(config.eval_reward))
 
-    def measure_and_adapt(p, task, step_key, step_lr):
+    def measure_and_adapt(p, task, step_key, scale):
         trajectories, returns = sample(p, task, step_key)
         adv = task_advantages(trajectories, config, config.eval_reward)
         grads = jax.grad(lambda q: estimators.vpg_surrogate(score(policy, q, trajectories)[0], adv,
                                                             trajectories.mask))(p)
-        return jax.tree.map(lambda x, g: x + step_lr * g, p, grads), returns
+        return jax.tree.map(lambda x, a, g: x + scale * a * g, p, lr, grads), returns
 
-    return adaptation_curve(measure_and_adapt, lambda p, t, k: sample(p, t, k)[1], params, tasks, key, step_sizes)
+    return adaptation_curve(measure_and_adapt, lambda p, t, k: sample(p, t, k)[1], params, tasks, key, scales)

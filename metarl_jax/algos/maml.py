@@ -78,8 +78,21 @@ class MAML(Algorithm):
 
     def init(self, key: jax.Array) -> TrainState:
         init_key, rng = jax.random.split(key)
-        params = self.policy.init(init_key)
+        params = self.init_meta_params(init_key)
         return new_train_state(params, self.optimizer.init(params), rng)
+
+    # -- meta-parameters: θ for MAML (subclasses add learned step sizes) ---------------------
+
+    def init_meta_params(self, key: jax.Array) -> Any:
+        return self.policy.init(key)
+
+    def policy_params(self, meta_params: Any) -> Any:
+        """θ: the initial policy parameters inside the meta-parameters."""
+        return meta_params
+
+    def step_sizes(self, meta_params: Any) -> Any:
+        """α as a pytree like θ: the fixed fast learning rate for MAML."""
+        return jax.tree.map(lambda p: jnp.asarray(self.config.fast_lr, p.dtype), self.policy_params(meta_params))
 
     # -- inner loop ------------------------------------------------------------------------
 
@@ -88,33 +101,33 @@ class MAML(Algorithm):
         log_probs, _ = score(self.policy, params, trajectories)
         return estimators.SURROGATES[self.config.inner_estimator](log_probs, adv, trajectories.mask)
 
-    def inner_step(self, params: Any, trajectories: Trajectory, adv: jax.Array, lr: jax.Array) -> Any:
-        """θ' = θ + α ∇_θ L(θ; D) (gradient ascent on the surrogate)."""
+    def inner_step(self, meta_params: Any, params: Any, trajectories: Trajectory, adv: jax.Array) -> Any:
+        """θ' = θ + α ∘ ∇_θ L(θ; D) (gradient ascent on the surrogate)."""
         grads = jax.grad(self.inner_objective)(params, trajectories, adv)
         if self.config.first_order:
             grads = jax.lax.stop_gradient(grads)
-        return jax.tree.map(lambda p, g: p + lr * g, params, grads)
+        return jax.tree.map(lambda p, a, g: p + a * g, params, self.step_sizes(meta_params), grads)
 
-    def adapt(self, params: Any, inner_batches: tuple[Trajectory, jax.Array]) -> Any:
-        """θ_K(θ) from the K stored inner batches, differentiably (replays step 4)."""
-        step_sizes = jnp.full((self.config.num_inner_steps,), self.config.fast_lr)
+    def adapt(self, meta_params: Any, inner_batches: tuple[Trajectory, jax.Array]) -> Any:
+        """θ_K(θ, α) from the K stored inner batches, differentiably (replays step 4)."""
 
-        def body(p, inputs):
-            (trajectories, adv), lr = inputs
-            return self.inner_step(p, trajectories, adv, lr), None
+        def body(p, batch):
+            trajectories, adv = batch
+            return self.inner_step(meta_params, p, trajectories, adv), None
 
-        adapted, _ = jax.lax.scan(body, params, (inner_batches, step_sizes))
+        adapted, _ = jax.lax.scan(body, self.policy_params(meta_params), inner_batches)
         return adapted
 
-    def sample_adaptation(self, params: Any, task: Any, key: jax.Array):
+    def sample_adaptation(self, meta_params: Any, task: Any, key: jax.Array):
         """Steps 3-5 for one task: K inner batches (each from the latest θ_k) and the post-update batch."""
         cfg = self.config
         keys = jax.random.split(key, cfg.num_inner_steps + 1)
+        params = self.policy_params(meta_params)
 
         def inner(p, step_key):
             trajectories = rollout(self.family, self.policy, p, task, step_key, cfg.episodes_per_task)
             adv = common.task_advantages(trajectories, cfg, cfg.train_reward)
-            return self.inner_step(p, trajectories, adv, cfg.fast_lr), (trajectories, adv)
+            return self.inner_step(meta_params, p, trajectories, adv), (trajectories, adv)
 
         adapted, inner_batches = jax.lax.scan(inner, params, keys[:-1])
         post = rollout(self.family, self.policy, adapted, task, keys[-1], cfg.episodes_per_task)
@@ -123,11 +136,11 @@ class MAML(Algorithm):
 
     # -- outer loop ------------------------------------------------------------------------
 
-    def meta_objective(self, params: Any, inner_batches, post_batches):
+    def meta_objective(self, meta_params: Any, inner_batches, post_batches):
         """The outer objective over all tasks: importance ratios of π_{θ'_i(θ)} on D'_i."""
 
         def one_task(inner_batch, post_batch):
-            adapted = self.adapt(params, inner_batch)
+            adapted = self.adapt(meta_params, inner_batch)
             post, post_adv = post_batch
             return common.importance_objective(self.policy, adapted, post, post_adv)
 
@@ -168,10 +181,14 @@ class MAML(Algorithm):
     # -- meta-test ---------------------------------------------------------------------------
 
     def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
-        """Meta-test: VPG fine-tuning from θ, step sizes α then α/2 (MAML's test protocol)."""
+        """Meta-test: VPG fine-tuning from θ, step sizes α then α/2 (MAML's test protocol).
+
+        Meta-SGD adapts with its learned per-parameter α, scaled by the same schedule.
+        """
         cfg = self.config
-        lr = cfg.fast_lr if cfg.eval_lr is None else cfg.eval_lr
-        return common.policy_adaptation_curve(self.family, self.policy, ts.params, self.shard(tasks), key, cfg, lr)
+        lr = self.step_sizes(ts.params) if cfg.eval_lr is None else cfg.eval_lr
+        return common.policy_adaptation_curve(self.family, self.policy, self.policy_params(ts.params),
+                                              self.shard(tasks), key, cfg, lr)
 
 
 def _distance(a: Any, b: Any) -> jax.Array:
