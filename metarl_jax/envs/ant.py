@@ -37,9 +37,8 @@ import jax
 import jax.numpy as jnp
 
 from metarl_jax.envs.mjx_base import (
-    GoalTaskDistribution,
+    GoalTaskFamily,
     MjxFamily,
-    check_positive_float,
     goal_rewards,
     mjx,  # imported there with its warp notice silenced
 )
@@ -64,19 +63,14 @@ class AntBase(MjxFamily):
     def _initial_qpos_qvel(self, key, task):
         # gym/rllab ant: qpos0 + U(−0.1, 0.1), qvel ~ 0.1 N(0, 1)
         del task
-        key_pos, key_vel = jax.random.split(key)
-        qpos = jnp.asarray(self.mj_model.qpos0) + jax.random.uniform(
-            key_pos, (self.mj_model.nq,), minval=-0.1, maxval=0.1
-        )
-        qpos = qpos.at[3:7].set(qpos[3:7] / jnp.linalg.norm(qpos[3:7]))
-        qvel = 0.1 * jax.random.normal(key_vel, (self.mj_model.nv,))
-        return qpos, qvel
+        qpos, qvel = self.perturbed_start(key, qpos_noise=0.1, qvel_noise=0.1)
+        return qpos.at[3:7].set(qpos[3:7] / jnp.linalg.norm(qpos[3:7])), qvel  # unit torso quaternion
 
     def torso_com(self, data: mjx.Data) -> jax.Array:
         return data.xipos[self.torso]
 
 
-class AntGoal(AntBase):
+class AntGoal(GoalTaskFamily, AntBase):
     name = "ant_goal"
     observation_size = 29
 
@@ -88,20 +82,8 @@ class AntGoal(AntBase):
         frame_skip: int | None = None,
         xml_path: str | None = None,
     ):
-        self.tasks = GoalTaskDistribution(task_distribution, self.name)
-        self.splits = self.tasks.splits
-        self.task_distribution = task_distribution
-        default_radius = MAESN_SPARSE_RADIUS if task_distribution == "maesn" else 0.2
-        self.sparse_radius = check_positive_float(
-            default_radius if sparse_radius is None else sparse_radius, "sparse_radius", self.name
-        )
+        self._setup_goal_tasks(task_distribution, sparse_radius, MAESN_SPARSE_RADIUS)
         super().__init__(episode_length, xml_path=xml_path, frame_skip=frame_skip)
-
-    def sample_tasks(self, key: jax.Array, num_tasks: int) -> jax.Array:
-        return self.tasks.sample(key, num_tasks)
-
-    def task_set(self, split: str, num_tasks: int = 100) -> jax.Array:
-        return self.tasks.split(self, split, num_tasks)
 
     def _observation(self, data: mjx.Data, task) -> jax.Array:
         del task

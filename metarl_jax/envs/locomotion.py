@@ -46,6 +46,28 @@ def sample_directions(key: jax.Array, num_tasks: int) -> jax.Array:
     return jnp.where(jax.random.bernoulli(key, 0.5, (num_tasks,)), 1.0, -1.0)
 
 
+class VelocityTasks:
+    """Task = target forward velocity v_goal ~ U(0, max_velocity); forward term −|v − v_goal|."""
+
+    max_velocity: float
+
+    def sample_tasks(self, key: jax.Array, num_tasks: int) -> jax.Array:
+        return jax.random.uniform(key, (num_tasks,), minval=0.0, maxval=self.max_velocity)
+
+    def _task_reward(self, velocity, task):
+        return -jnp.abs(velocity - task)
+
+
+class DirectionTasks:
+    """Task = direction d ∈ {−1, +1}; forward term d · v."""
+
+    def sample_tasks(self, key: jax.Array, num_tasks: int) -> jax.Array:
+        return sample_directions(key, num_tasks)
+
+    def _task_reward(self, velocity, task):
+        return task * velocity
+
+
 def forward_task_rewards(forward_reward, ctrl_cost, survive_reward, velocity, position):
     """r = forward term − ctrl cost + survive bonus; these tasks have no sparse variant (sparse = dense)."""
     reward = forward_reward - ctrl_cost + survive_reward
@@ -72,11 +94,7 @@ class CheetahBase(MjxFamily):
     def _initial_qpos_qvel(self, key, task):
         # gym HalfCheetah: qpos0 + U(−0.1, 0.1), qvel ~ 0.1 N(0, 1)
         del task
-        key_pos, key_vel = jax.random.split(key)
-        qpos = jnp.asarray(self.mj_model.qpos0) + jax.random.uniform(
-            key_pos, (self.mj_model.nq,), minval=-0.1, maxval=0.1
-        )
-        return qpos, 0.1 * jax.random.normal(key_vel, (self.mj_model.nv,))
+        return self.perturbed_start(key, qpos_noise=0.1, qvel_noise=0.1)
 
     def _observation(self, data: mjx.Data, task) -> jax.Array:
         del task
@@ -97,7 +115,7 @@ class CheetahBase(MjxFamily):
         return forward_task_rewards(self._task_reward(velocity, task), ctrl_cost, 0.0, velocity, position)
 
 
-class CheetahVel(CheetahBase):
+class CheetahVel(VelocityTasks, CheetahBase):
     name = "cheetah_vel"
 
     def __init__(
@@ -110,24 +128,12 @@ class CheetahVel(CheetahBase):
         self.max_velocity = check_positive_float(max_velocity, "max_velocity", self.name)
         super().__init__(episode_length, xml_path=xml_path, frame_skip=frame_skip)
 
-    def sample_tasks(self, key: jax.Array, num_tasks: int) -> jax.Array:
-        return jax.random.uniform(key, (num_tasks,), minval=0.0, maxval=self.max_velocity)
 
-    def _task_reward(self, velocity, task):
-        return -jnp.abs(velocity - task)
-
-
-class CheetahDir(CheetahBase):
+class CheetahDir(DirectionTasks, CheetahBase):
     name = "cheetah_dir"
 
     def __init__(self, episode_length: int = 200, frame_skip: int | None = None, xml_path: str | None = None):
         super().__init__(episode_length, xml_path=xml_path, frame_skip=frame_skip)
-
-    def sample_tasks(self, key: jax.Array, num_tasks: int) -> jax.Array:
-        return sample_directions(key, num_tasks)
-
-    def _task_reward(self, velocity, task):
-        return task * velocity
 
 
 class AntLocomotion(AntBase):
@@ -149,7 +155,7 @@ class AntLocomotion(AntBase):
         return forward_task_rewards(self._task_reward(velocity, task), ctrl_cost, SURVIVE_REWARD, velocity, com[:2])
 
 
-class AntVel(AntLocomotion):
+class AntVel(VelocityTasks, AntLocomotion):
     name = "ant_vel"
 
     def __init__(
@@ -162,21 +168,9 @@ class AntVel(AntLocomotion):
         self.max_velocity = check_positive_float(max_velocity, "max_velocity", self.name)
         super().__init__(episode_length, xml_path=xml_path, frame_skip=frame_skip)
 
-    def sample_tasks(self, key: jax.Array, num_tasks: int) -> jax.Array:
-        return jax.random.uniform(key, (num_tasks,), minval=0.0, maxval=self.max_velocity)
 
-    def _task_reward(self, velocity, task):
-        return -jnp.abs(velocity - task)
-
-
-class AntDir(AntLocomotion):
+class AntDir(DirectionTasks, AntLocomotion):
     name = "ant_dir"
 
     def __init__(self, episode_length: int = 200, frame_skip: int | None = None, xml_path: str | None = None):
         super().__init__(episode_length, xml_path=xml_path, frame_skip=frame_skip)
-
-    def sample_tasks(self, key: jax.Array, num_tasks: int) -> jax.Array:
-        return sample_directions(key, num_tasks)
-
-    def _task_reward(self, velocity, task):
-        return task * velocity

@@ -140,12 +140,16 @@ class MjxFamily(TaskFamily):
 
     def _initial_qpos_qvel(self, key: jax.Array, task: Any) -> tuple[jax.Array, jax.Array]:
         """Start state; defaults to the model's qpos0 with small uniform noise."""
+        del task
+        return self.perturbed_start(key, qpos_noise=0.01, qvel_noise=0.01)
+
+    def perturbed_start(self, key: jax.Array, qpos_noise: float, qvel_noise: float) -> tuple[jax.Array, jax.Array]:
+        """qpos0 + U(−qpos_noise, qpos_noise), qvel ~ qvel_noise · N(0, 1) (the gym/rllab reset)."""
         key_pos, key_vel = jax.random.split(key)
-        qpos = jnp.asarray(self.mj_model.qpos0) + 0.01 * jax.random.uniform(
-            key_pos, (self.mj_model.nq,), minval=-1.0, maxval=1.0
+        qpos = jnp.asarray(self.mj_model.qpos0) + jax.random.uniform(
+            key_pos, (self.mj_model.nq,), minval=-qpos_noise, maxval=qpos_noise
         )
-        qvel = 0.01 * jax.random.normal(key_vel, (self.mj_model.nv,))
-        return qpos, qvel
+        return qpos, qvel_noise * jax.random.normal(key_vel, (self.mj_model.nv,))
 
     @abc.abstractmethod
     def _observation(self, data: mjx.Data, task: Any) -> jax.Array:
@@ -247,6 +251,25 @@ def spaced_goals(
     if len(goals) < num_tasks:
         raise ValueError(f"could not place {num_tasks} goals {min_spacing} away from the other split")
     return jnp.asarray(goals, dtype=jnp.float32)
+
+
+class GoalTaskFamily:
+    """Mixin for goal-reaching families: tasks, splits and sparse radius from a GoalTaskDistribution."""
+
+    def _setup_goal_tasks(self, task_distribution: str, sparse_radius: float | None, maesn_radius: float = 0.8) -> None:
+        self.tasks = GoalTaskDistribution(task_distribution, self.name)
+        self.splits = self.tasks.splits
+        self.task_distribution = task_distribution
+        default_radius = maesn_radius if task_distribution == "maesn" else 0.2
+        self.sparse_radius = check_positive_float(
+            default_radius if sparse_radius is None else sparse_radius, "sparse_radius", self.name
+        )
+
+    def sample_tasks(self, key: jax.Array, num_tasks: int) -> jax.Array:
+        return self.tasks.sample(key, num_tasks)
+
+    def task_set(self, split: str, num_tasks: int = TASKS_PER_SPLIT) -> jax.Array:
+        return self.tasks.split(self, split, num_tasks)
 
 
 class GoalTaskDistribution:

@@ -26,9 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from metarl_jax.envs.mjx_base import (
-    GoalTaskDistribution,
+    GoalTaskFamily,
     MjxFamily,
-    check_positive_float,
     goal_rewards,
     mjx,  # imported there with its warp notice silenced
 )
@@ -36,7 +35,7 @@ from metarl_jax.envs.mjx_base import (
 CTRL_COST = 0.001  # TESP reacher control cost weight
 
 
-class _Reacher(MjxFamily):
+class _Reacher(GoalTaskFamily, MjxFamily):
     default_frame_skip = 5
     num_links: int
     link_length: float
@@ -48,19 +47,11 @@ class _Reacher(MjxFamily):
         frame_skip: int | None = None,
         xml_path: str | None = None,
     ):
-        self.tasks = GoalTaskDistribution("tesp", self.name)
-        self.splits = self.tasks.splits
-        self.sparse_radius = check_positive_float(sparse_radius, "sparse_radius", self.name)
+        self._setup_goal_tasks("tesp", sparse_radius)
         super().__init__(episode_length, xml_path=xml_path, frame_skip=frame_skip)
         self.num_joints = int(self.mj_model.njnt)
         self.observation_size = 3 * self.num_joints + 2
         self.fingertip_site = int(self.mj_model.site("fingertip").id)
-
-    def sample_tasks(self, key: jax.Array, num_tasks: int) -> jax.Array:
-        return self.tasks.sample(key, num_tasks)
-
-    def task_set(self, split: str, num_tasks: int = 100) -> jax.Array:
-        return self.tasks.split(self, split, num_tasks)
 
     def fingertip(self, data: mjx.Data) -> jax.Array:
         return data.site_xpos[self.fingertip_site, :2]

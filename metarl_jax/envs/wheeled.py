@@ -34,9 +34,8 @@ import jax
 import jax.numpy as jnp
 
 from metarl_jax.envs.mjx_base import (
-    GoalTaskDistribution,
+    GoalTaskFamily,
     MjxFamily,
-    check_positive_float,
     goal_rewards,
     mjx,  # imported there with its warp notice silenced
 )
@@ -45,7 +44,7 @@ CTRL_COST = {"maesn": 0.05, "tesp": 0.001}
 MAESN_SPARSE_RADIUS = 0.8
 
 
-class Wheeled(MjxFamily):
+class Wheeled(GoalTaskFamily, MjxFamily):
     name = "wheeled"
     asset = "wheeled.xml"
     default_frame_skip = 5
@@ -59,21 +58,9 @@ class Wheeled(MjxFamily):
         frame_skip: int | None = None,
         xml_path: str | None = None,
     ):
-        self.tasks = GoalTaskDistribution(task_distribution, self.name)
-        self.splits = self.tasks.splits
-        self.task_distribution = task_distribution
+        self._setup_goal_tasks(task_distribution, sparse_radius, MAESN_SPARSE_RADIUS)
         self.ctrl_cost_weight = CTRL_COST[task_distribution]
-        default_radius = MAESN_SPARSE_RADIUS if task_distribution == "maesn" else 0.2
-        self.sparse_radius = check_positive_float(
-            default_radius if sparse_radius is None else sparse_radius, "sparse_radius", self.name
-        )
         super().__init__(episode_length, xml_path=xml_path, frame_skip=frame_skip)
-
-    def sample_tasks(self, key: jax.Array, num_tasks: int) -> jax.Array:
-        return self.tasks.sample(key, num_tasks)
-
-    def task_set(self, split: str, num_tasks: int = 100) -> jax.Array:
-        return self.tasks.split(self, split, num_tasks)
 
     def _initial_qpos_qvel(self, key, task):
         # Start at the origin facing +x; small noise on the heading only (yaw ∈ ±0.05 rad).
