@@ -16,29 +16,38 @@ ALPHA = 0.1
 BATCH = 200_000  # large inner and outer batches: estimator noise ~1e-2
 
 
-def bandit_meta_gradient(theta: float, goal: float, num_inner_steps: int, **config_changes) -> float:
-    """MAML's estimate of dJ(θ_K)/dθ on the bandit, through the package's own code path."""
+def bandit_algo(name: str = "maml", num_inner_steps: int = 1, **config_changes):
+    """MAML or Meta-SGD on the bandit with a large batch and α = ALPHA; returns (algo, meta-params)."""
     family = LinearGaussianBandit()
-    config = maml.Config(
+    config = algos.config_class(name)(
         hidden_sizes=(), init_log_std=float(np.log(SIGMA)), meta_batch_size=1, episodes_per_task=BATCH,
         num_inner_steps=num_inner_steps, fast_lr=ALPHA, normalize_advantages=False, **config_changes)
-    algo = algos.make("maml", family, config)
-    params = algo.init(jax.random.key(0)).params
-    params = jax.tree.map(lambda x: x, params)
-    params["params"]["MLP_0"]["Dense_0"]["bias"] = jnp.array([theta])
+    algo = algos.make(name, family, config)
+    return algo, algo.init(jax.random.key(0)).params
+
+
+def bandit_meta_grads(algo, meta_params, goal: float):
+    """The estimator's gradient of the outer objective w.r.t. every meta-parameter (one task, goal g)."""
 
     @jax.jit
-    def estimate(params, key):
+    def estimate(meta_params, key):
         inner, post, _ = jax.vmap(algo.sample_adaptation, in_axes=(None, 0, 0))(
-            params, jnp.array([goal]), key[None])
+            meta_params, jnp.array([goal]), key[None])
 
         def meta_objective(p):
             o = algo.meta_objective(p, inner, post)
             return estimators.importance_surrogate(o.log_ratio, o.advantages, o.mask)
 
-        return mean_bias(jax.grad(meta_objective)(params))[0]
+        return jax.grad(meta_objective)(meta_params)
 
-    return float(estimate(params, jax.random.key(1)))
+    return estimate(meta_params, jax.random.key(1))
+
+
+def bandit_meta_gradient(theta: float, goal: float, num_inner_steps: int, **config_changes) -> float:
+    """MAML's estimate of dJ(θ_K)/dθ on the bandit, through the package's own code path."""
+    algo, params = bandit_algo("maml", num_inner_steps, **config_changes)
+    params["params"]["MLP_0"]["Dense_0"]["bias"] = jnp.array([theta])
+    return float(mean_bias(bandit_meta_grads(algo, params, goal))[0])
 
 
 def exact_gradient(theta, goal, num_inner_steps):
@@ -231,29 +240,14 @@ def test_metasgd_meta_gradient_of_the_learned_step_size():
     from metarl_jax.algos import metasgd
 
     theta, goal = 0.5, -0.5
-    family = LinearGaussianBandit()
-    config = metasgd.Config(hidden_sizes=(), init_log_std=float(np.log(SIGMA)), meta_batch_size=1,
-                            episodes_per_task=BATCH, fast_lr=ALPHA, normalize_advantages=False)
-    algo = algos.make("metasgd", family, config)
-    meta_params = algo.init(jax.random.key(0)).params
+    algo, meta_params = bandit_algo("metasgd")
+    assert isinstance(algo.config, metasgd.Config)
     assert jax.tree.structure(meta_params["inner_lr"]) == jax.tree.structure(meta_params["policy"])
     meta_params["policy"]["params"]["MLP_0"]["Dense_0"]["bias"] = jnp.array([theta])
-
-    @jax.jit
-    def estimate(meta_params, key):
-        inner, post, _ = jax.vmap(algo.sample_adaptation, in_axes=(None, 0, 0))(
-            meta_params, jnp.array([goal]), key[None])
-
-        def meta_objective(p):
-            o = algo.meta_objective(p, inner, post)
-            return estimators.importance_surrogate(o.log_ratio, o.advantages, o.mask)
-
-        grads = jax.grad(meta_objective)(meta_params)
-        return mean_bias(grads["policy"])[0], mean_bias(grads["inner_lr"])[0]
-
-    theta_grad, alpha_grad = estimate(meta_params, jax.random.key(1))
+    grads = bandit_meta_grads(algo, meta_params, goal)
+    theta_grad, alpha_grad = mean_bias(grads["policy"])[0], mean_bias(grads["inner_lr"])[0]
     np.testing.assert_allclose(theta_grad, exact_gradient(theta, goal, 1), atol=0.06)
     np.testing.assert_allclose(alpha_grad, 4 * (1 - 2 * ALPHA) * (theta - goal) ** 2, atol=0.1)
 
-    curve = algo.evaluate(algo.init(jax.random.key(2)), family.task_set("val", 2), jax.random.key(3))
-    assert curve.returns.shape == (2, config.eval_adaptation_steps + 1)
+    curve = algo.evaluate(algo.init(jax.random.key(2)), algo.family.task_set("val", 2), jax.random.key(3))
+    assert curve.returns.shape == (2, algo.config.eval_adaptation_steps + 1)
