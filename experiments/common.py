@@ -45,6 +45,7 @@ class RunSpec:
     preset: str
     config: Any
     seed: int
+    num_seeds: int = 1  # independent seeds seed, seed + 1, ..., trained as one vmapped program
 
     @classmethod
     def from_flags(cls, f: Any) -> RunSpec:
@@ -59,7 +60,10 @@ class RunSpec:
         config = algos.preset(f.algo, preset).with_overrides(f.override)
         env_kwargs = parse_env_kwargs(f.env_kwarg)
         envs.make(f.env, **env_kwargs)  # validates the family's kwargs now
-        return cls(f.algo, f.env, env_kwargs, preset, config, f.seed)
+        num_seeds = getattr(f, "num_seeds", 1)
+        if num_seeds < 1:
+            raise ValueError(f"--num_seeds must be >= 1, got {num_seeds}")
+        return cls(f.algo, f.env, env_kwargs, preset, config, f.seed, num_seeds)
 
     @classmethod
     def from_logdir(cls, logdir: str) -> RunSpec:
@@ -71,11 +75,37 @@ class RunSpec:
             raise CheckpointError(f"{logdir} has no config.json; is it a run directory?")
         config = algos.config_class(saved["algo"]).from_dict(saved["config"])
         return cls(saved["algo"], saved["env"], saved.get("env_kwargs", {}), saved.get("preset", "paper"),
-                   config, int(saved.get("seed", 0)))
+                   config, int(saved.get("seed", 0)), int(saved.get("num_seeds", 1)))
 
     def to_json(self) -> dict[str, Any]:
         return {"algo": self.algo, "env": self.env, "env_kwargs": self.env_kwargs, "preset": self.preset,
-                "config": self.config.to_dict(), "seed": self.seed}
+                "config": self.config.to_dict(), "seed": self.seed, "num_seeds": self.num_seeds}
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.num_seeds))
+
+    def init_state(self, algo: Any) -> Any:
+        """The initial train state: one seed, or ``num_seeds`` stacked on a leading seed axis."""
+        import jax
+        import jax.numpy as jnp
+
+        if self.num_seeds == 1:
+            return algo.init(jax.random.key(self.seed))
+        return algo.init_seeds(jax.vmap(jax.random.key)(jnp.asarray(self.seeds)))
+
+    def train(self, algo: Any, ts: Any, num_steps: int) -> tuple[Any, dict[str, Any]]:
+        """``num_steps`` meta-iterations; metrics [steps] (one seed) or [seeds, steps]."""
+        return algo.train(ts, num_steps) if self.num_seeds == 1 else algo.train_seeds(ts, num_steps)
+
+    def evaluate(self, algo: Any, ts: Any, tasks: Any, eval_seed: int, step: int) -> Any:
+        """Adaptation curve; seed k uses the key its own single-seed run would use."""
+        import jax
+
+        if self.num_seeds == 1:
+            return algo.evaluate(ts, tasks, eval_key(eval_seed, step))
+        keys = jax.numpy.stack([eval_key(eval_seed + k, step) for k in range(self.num_seeds)])
+        return algo.evaluate_seeds(ts, tasks, keys)
 
     def build(self, num_devices: int | None = None):
         from metarl_jax import algos, envs, parallel
@@ -102,6 +132,9 @@ def prepare_logdir(logdir: str, spec: RunSpec) -> None:
         check_resume_compatible(saved, requested, logdir)
         if saved.get("seed") != spec.seed:
             raise CheckpointError(f"logdir {logdir} holds a run with seed {saved.get('seed')}, not {spec.seed}")
+        if saved.get("num_seeds", 1) != spec.num_seeds:
+            raise CheckpointError(f"logdir {logdir} holds a run with num_seeds {saved.get('num_seeds', 1)}, "
+                                  f"not {spec.num_seeds}")
     elif os.path.isdir(os.path.join(logdir, CHECKPOINT_DIR)) and os.listdir(os.path.join(logdir, CHECKPOINT_DIR)):
         # Checkpoints without config.json: at least make sure they are this algorithm's.
         checkpointer = Checkpointer(logdir, spec.algo, spec.env)
@@ -124,10 +157,20 @@ def is_eval_step(step: int, eval_every: int, num_steps: int) -> bool:
 
 
 def curve_metrics(curve: Any) -> dict[str, float]:
+    """Scalars of an adaptation curve (across seeds: the mean and its 95% interval)."""
     mean = curve.mean
     out = {f"eval/return_step{k}": float(v) for k, v in enumerate(mean)}
     out["eval/adaptation_gain"] = float(mean[-1] - mean[0])
+    if curve.num_seeds > 1:
+        low, high = curve.ci95
+        out.update({f"eval/return_step{k}_ci95_low": float(v) for k, v in enumerate(low)})
+        out.update({f"eval/return_step{k}_ci95_high": float(v) for k, v in enumerate(high)})
     return out
+
+
+def seed_dir(logdir: str, seed: int) -> str:
+    """Where a multi-seed run writes seed ``seed``'s own metrics (``metrics.jsonl`` + TensorBoard)."""
+    return os.path.join(logdir, "seeds", f"seed_{seed}")
 
 
 def postfix(metrics: dict[str, Any]) -> dict[str, str]:

@@ -5,7 +5,10 @@ r"""Meta-test a trained run and draw its figures.
 Restores the latest checkpoint, measures the adaptation curve (return after
 0..K adaptation steps) on the fixed task split, and writes into ``logdir/eval``:
 ``adaptation_curve.json``/``.png`` and ``training_curves.png`` (pre- vs
-post-update return over meta-training). Prints both as a table.
+post-update return over meta-training). Prints both as a table. For a run trained
+with ``--num_seeds`` every seed is evaluated (one vmapped program, the same
+evaluation key for every seed) and the curve is the mean over seeds with its 95%
+t-interval; the JSON also holds each seed's curve.
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ def training_table(records: list[dict[str, Any]], rows: int = 6) -> str:
 
 
 def curve_table(curve: dict[str, Any]) -> str:
-    lines = ["adaptation step        return   (± s.e.)"]
-    for k, (m, s) in enumerate(zip(curve["mean"], curve["stderr"])):
-        lines.append(f"{k:>15} {m:>13.2f}   ({s:.2f})")
+    lines = ["adaptation step        return   (± s.e.)     95% interval"]
+    for k, (m, s, lo, hi) in enumerate(zip(curve["mean"], curve["stderr"], curve["ci95_low"], curve["ci95_high"])):
+        lines.append(f"{k:>15} {m:>13.2f}   ({s:.2f})    [{lo:.2f}, {hi:.2f}]")
     return "\n".join(lines)
 
 
@@ -66,17 +69,22 @@ def run(f: Any) -> int:
     family, algo = spec.build()
     tasks = family.task_set(f.split, spec.config.eval_num_tasks)  # unknown split -> ValueError
     checkpointer = Checkpointer(f.logdir, spec.algo, spec.env)
-    ts = checkpointer.restore(algo.init(jax.random.key(spec.seed)))
+    ts = checkpointer.restore(spec.init_state(algo))
     checkpointer.close()
 
-    curve = algo.evaluate(ts, tasks, jax.random.key(f.seed)).to_dict()
+    key = jax.random.key(f.seed)
+    if spec.num_seeds == 1:
+        curve = algo.evaluate(ts, tasks, key).to_dict()
+    else:
+        curve = algo.evaluate_seeds(ts, tasks, jax.numpy.stack([key] * spec.num_seeds)).to_dict()
+    step = int(jax.numpy.ravel(ts.step)[0])
     out_dir = os.path.join(f.logdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     result = {"algo": spec.algo, "env": spec.env, "split": f.split, "reward": spec.config.eval_reward,
-              "step": int(ts.step), **curve}
+              "step": step, **curve}
     with open(os.path.join(out_dir, "adaptation_curve.json"), "w") as fh:
         json.dump(result, fh, indent=2)
-    label = f"{spec.algo} ({spec.env}, step {int(ts.step)})"
+    label = f"{spec.algo} ({spec.env}, step {step}" + (f", {spec.num_seeds} seeds)" if spec.num_seeds > 1 else ")")
     plot_adaptation_curves({label: curve}, os.path.join(out_dir, "adaptation_curve.png"),
                            title=f"meta-test on {f.split} ({spec.config.eval_reward} reward)",
                            ylabel=f"{spec.config.eval_reward} return")
@@ -86,8 +94,8 @@ def run(f: Any) -> int:
 
     print(f"\n{label}: meta-training (dense return per episode)")
     print(training_table(records))
-    print(f"\nmeta-test on {len(curve['mean']) and len(curve['per_task'])} {f.split} tasks, "
-          f"{spec.config.eval_reward} reward")
+    print(f"\nmeta-test on {jax.tree.leaves(tasks)[0].shape[0]} {f.split} tasks, {spec.config.eval_reward} reward"
+          + (f", mean over {spec.num_seeds} seeds" if spec.num_seeds > 1 else ""))
     print(curve_table(curve))
     print(f"\nwrote {out_dir}/adaptation_curve.json, adaptation_curve.png"
           + (", training_curves.png" if records else ""))

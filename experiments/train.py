@@ -7,6 +7,11 @@ Writes ``config.json``, ``metrics.jsonl``, TensorBoard events and orbax
 checkpoints under ``checkpoints/`` into the logdir. Running the same command on
 an existing logdir resumes from its latest checkpoint. Bad input ends with a
 one-line ``error: ...`` on stderr and exit status 2; nothing written is deleted.
+
+``--num_seeds=N`` trains seeds seed, ..., seed + N - 1 as one XLA program (vmapped
+over a seed axis; seed k equals its own single-seed run). ``metrics.jsonl`` then holds
+the mean over seeds (meta-test: with its 95% t-interval), ``seeds/seed_<k>/`` each
+seed's own metrics and TensorBoard events, and each checkpoint all seeds at once.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ flags.DEFINE_string("algo", "maml", "Algorithm; see metarl_jax.algos.names().")
 flags.DEFINE_string("env", "point_corner", "Task family; see metarl_jax.envs.names().")
 flags.DEFINE_string("preset", None, "Config preset; default: the env's preset if the algo has one, else 'paper'.")
 flags.DEFINE_integer("num_steps", 200, "Total meta-iterations (a resumed run continues up to this).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_integer("seed", 0, "Random seed (the first seed when --num_seeds > 1).")
+flags.DEFINE_integer("num_seeds", 1, "Independent seeds trained as one vmapped program.")
 flags.DEFINE_string("logdir", None, "Run directory (created; resumed if it holds a run).")
 flags.DEFINE_multi_string("override", [], "Config override key=value (repeatable).")
 flags.DEFINE_multi_string("env_kwarg", [], "Task-family keyword argument key=value (repeatable).")
@@ -38,7 +44,9 @@ flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
 
 def run(argv_flags: Any) -> int:
     import jax
+    import numpy as np
 
+    from metarl_jax.evaluation import AdaptationCurve
     from metarl_jax.io.checkpoints import Checkpointer
     from metarl_jax.io.metrics import MetricsWriter
 
@@ -48,12 +56,12 @@ def run(argv_flags: Any) -> int:
 
     family, algo = spec.build(num_devices=argv_flags.num_devices)
     checkpointer = Checkpointer(logdir, spec.algo, spec.env, max_to_keep=argv_flags.max_checkpoints)
-    ts = algo.init(jax.random.key(spec.seed))
+    ts = spec.init_state(algo)
     start = checkpointer.latest_step()
     if start is not None:
         ts = checkpointer.restore(ts, start)
         print(f"resuming {logdir} from step {start}", file=sys.stderr)
-    start = int(ts.step)
+    start = int(np.ravel(ts.step)[0])
     if start >= argv_flags.num_steps:
         print(f"{logdir} is already at step {start} >= --num_steps={argv_flags.num_steps}; nothing to do",
               file=sys.stderr)
@@ -61,6 +69,7 @@ def run(argv_flags: Any) -> int:
         return 0
 
     writer = MetricsWriter(logdir)
+    seed_writers = [MetricsWriter(launch.seed_dir(logdir, s)) for s in spec.seeds] if spec.num_seeds > 1 else []
     eval_tasks = family.task_set("val", spec.config.eval_num_tasks)
     bar = launch.progress_bar(argv_flags.progress, start, argv_flags.num_steps)
     step = start
@@ -68,24 +77,34 @@ def run(argv_flags: Any) -> int:
         while step < argv_flags.num_steps:
             chunk = min(argv_flags.log_every, argv_flags.num_steps - step)
             t0 = time.perf_counter()
-            ts, metrics = algo.train(ts, chunk)
+            ts, metrics = spec.train(algo, ts, chunk)
             metrics = jax.device_get(metrics)
             seconds = time.perf_counter() - t0
+            curve = None
+            if launch.is_eval_step(step + chunk, argv_flags.eval_every, argv_flags.num_steps):
+                curve = spec.evaluate(algo, ts, eval_tasks, spec.seed, step + chunk)
+            # Metrics are [steps] for one seed, [seeds, steps] for several: the log holds the seed mean.
+            per_step = {k: np.mean(np.reshape(v, (-1, chunk)), axis=0) for k, v in metrics.items()}
             for i in range(chunk):
-                record = {k: v[i] for k, v in metrics.items()}
+                record = {k: v[i] for k, v in per_step.items()}
                 record["time/wall_seconds_per_iteration"] = seconds / chunk
-                if i == chunk - 1 and launch.is_eval_step(step + chunk, argv_flags.eval_every, argv_flags.num_steps):
-                    curve = algo.evaluate(ts, eval_tasks, launch.eval_key(spec.seed, step + chunk))
+                if curve is not None and i == chunk - 1:
                     record.update(launch.curve_metrics(curve))
                 writer.write(step + i + 1, record)
+                for k, seed_writer in enumerate(seed_writers):
+                    seed_record = {name: v[k, i] for name, v in metrics.items()}
+                    if curve is not None and i == chunk - 1:
+                        seed_record.update(launch.curve_metrics(AdaptationCurve(curve.returns[k])))
+                    seed_writer.write(step + i + 1, seed_record)
             step += chunk
             bar.update(chunk)
-            bar.set_postfix(launch.postfix(metrics))
+            bar.set_postfix(launch.postfix(per_step))
             if step % argv_flags.checkpoint_every < chunk or step >= argv_flags.num_steps:
                 checkpointer.save(step, ts)
     finally:
         bar.close()
-        writer.close()
+        for w in (writer, *seed_writers):
+            w.close()
         checkpointer.close()
     return 0
 

@@ -16,24 +16,72 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# 0.975 quantiles of Student's t with 1..30 degrees of freedom.
+_T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
+         2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
+         2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
+_Z975 = 1.959964
+
+
+def t_quantile_975(dof: int) -> float:
+    """t_{0.975, ν}: the table up to ν = 30, beyond it the Cornish-Fisher expansion around z (error < 1e-4)."""
+    if dof < 1:
+        raise ValueError(f"t_quantile_975: degrees of freedom must be >= 1, got {dof}")
+    if dof <= len(_T975):
+        return _T975[dof - 1]
+    z = _Z975
+    return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
+
 
 class AdaptationCurve(NamedTuple):
-    """Returns after 0..K adaptation steps: ``returns`` has shape [num_tasks, K + 1]."""
+    """Returns after 0..K adaptation steps.
+
+    ``returns`` has shape [num_tasks, K + 1] for one run, or [num_seeds, num_tasks, K + 1]
+    for independent seeds (``evaluate_seeds``). ``stderr`` is the standard error across
+    tasks (one seed) or across seeds' task-means (several seeds); ``ci95`` is the t-interval
+    of the mean across seeds.
+    """
 
     returns: jax.Array
 
     @property
+    def num_seeds(self) -> int:
+        return 1 if np.ndim(self.returns) == 2 else int(np.shape(self.returns)[0])
+
+    @property
+    def seed_means(self) -> np.ndarray:
+        """[num_seeds, K + 1]: each seed's mean over tasks."""
+        r = np.asarray(self.returns, dtype=np.float64)
+        return r.mean(axis=-2).reshape(-1, r.shape[-1])
+
+    @property
     def mean(self) -> np.ndarray:
-        return np.asarray(jnp.mean(self.returns, axis=0))
+        return self.seed_means.mean(axis=0)
 
     @property
     def stderr(self) -> np.ndarray:
-        r = np.asarray(self.returns)
-        return r.std(axis=0, ddof=1) / np.sqrt(max(r.shape[0] - 1, 1)) if r.shape[0] > 1 else np.zeros(r.shape[1])
+        # Independent units: tasks of one seed, or seeds (tasks of one seed share its parameters).
+        units = np.asarray(self.returns, dtype=np.float64) if self.num_seeds == 1 else self.seed_means
+        n = units.shape[0]
+        return units.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(units.shape[-1])
+
+    @property
+    def ci95(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean ± t_{0.975, n-1} · s.e. over the independent units of ``stderr``."""
+        n = self.num_seeds if self.num_seeds > 1 else int(np.shape(self.returns)[0])
+        half = t_quantile_975(n - 1) * self.stderr if n > 1 else np.zeros_like(self.mean)
+        return self.mean - half, self.mean + half
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.tolist(), "stderr": self.stderr.tolist(),
-                "per_task": np.asarray(self.returns).tolist()}
+        low, high = self.ci95
+        out = {"mean": self.mean.tolist(), "stderr": self.stderr.tolist(), "ci95_low": low.tolist(),
+               "ci95_high": high.tolist(), "num_seeds": self.num_seeds}
+        if self.num_seeds == 1:
+            out["per_task"] = np.asarray(self.returns).reshape(-1, self.mean.shape[0]).tolist()
+        else:
+            out["per_seed"] = self.seed_means.tolist()
+            out["per_seed_task"] = np.asarray(self.returns).tolist()
+        return out
 
 
 def maml_step_sizes(lr: float, num_steps: int) -> jax.Array:

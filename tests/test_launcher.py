@@ -45,7 +45,6 @@ def last_record(logdir) -> dict:
 
 
 def restore_params(logdir):
-    import jax
 
     from experiments.common import RunSpec
     from metarl_jax.io.checkpoints import Checkpointer
@@ -53,7 +52,7 @@ def restore_params(logdir):
     spec = RunSpec.from_logdir(str(logdir))
     _, algo = spec.build()
     checkpointer = Checkpointer(str(logdir), spec.algo, spec.env)
-    ts = checkpointer.restore(algo.init(jax.random.key(spec.seed)))
+    ts = checkpointer.restore(spec.init_state(algo))
     checkpointer.close()
     return ts
 
@@ -133,6 +132,63 @@ def test_evaluate_writes_curve_png_and_json(runs, subprocess_env, repo_root):
     assert "adaptation step" in result.stdout
 
 
+@pytest.fixture(scope="module")
+def seed_runs(tmp_path_factory):
+    """Seeds 3, 4, 5 as one program (4 steps, then resumed to 8) and seed 5 alone (8 steps)."""
+    base = tmp_path_factory.mktemp("seed_runs")
+    seeds, single = base / "seeds", base / "single"
+    for steps in (4, 8):
+        code, stderr = train_main([*TINY, "--num_seeds=3", f"--num_steps={steps}", f"--logdir={seeds}"])
+        assert code == 0, stderr
+    args = [a if a != "--seed=3" else "--seed=5" for a in TINY]
+    code, stderr = train_main([*args, "--num_steps=8", f"--logdir={single}"])
+    assert code == 0, stderr
+    return seeds, single
+
+
+def test_num_seeds_each_seed_equals_its_single_seed_run(seed_runs):
+    import jax
+
+    seeds, single = seed_runs
+    assert json.loads((seeds / "config.json").read_text())["num_seeds"] == 3
+    assert sorted(os.listdir(seeds / "seeds")) == ["seed_3", "seed_4", "seed_5"]
+    alone, third = last_record(single), last_record(seeds / "seeds" / "seed_5")
+    assert alone.keys() == third.keys()
+    for key in alone:
+        np.testing.assert_allclose(third[key], alone[key], rtol=1e-3, atol=1e-4, err_msg=key)
+    # The top-level log is the mean over seeds, with the meta-test's 95% interval.
+    per_seed = [last_record(seeds / "seeds" / f"seed_{s}") for s in (3, 4, 5)]
+    top = last_record(seeds)
+    np.testing.assert_allclose(top["train/post_return"], np.mean([r["train/post_return"] for r in per_seed]),
+                               rtol=1e-5)
+    assert top["eval/return_step1_ci95_low"] <= top["eval/return_step1"] <= top["eval/return_step1_ci95_high"]
+    # One checkpoint holds all seeds on a leading axis; seed 5 is row 2.
+    stacked, one = restore_params(seeds), restore_params(single)
+    assert np.asarray(stacked.step).tolist() == [8, 8, 8]
+    for x, y in zip(jax.tree.leaves(stacked.params), jax.tree.leaves(one.params)):
+        np.testing.assert_allclose(np.asarray(x)[2], np.asarray(y), rtol=1e-3, atol=1e-5)
+
+
+def test_num_seeds_evaluate_reports_mean_and_interval(seed_runs, subprocess_env, repo_root):
+    seeds, _ = seed_runs
+    result = run_cli("experiments.evaluate", [f"--logdir={seeds}"], subprocess_env, repo_root)
+    assert result.returncode == 0, result.stderr
+    curve = json.loads((seeds / "eval" / "adaptation_curve.json").read_text())
+    assert curve["num_seeds"] == 3 and np.shape(curve["per_seed"]) == (3, 2)
+    np.testing.assert_allclose(curve["mean"], np.mean(curve["per_seed"], axis=0), rtol=1e-6)
+    assert np.all(np.asarray(curve["ci95_low"]) < curve["mean"]) and np.all(curve["mean"] < np.asarray(
+        curve["ci95_high"]))
+    assert "mean over 3 seeds" in result.stdout and "95% interval" in result.stdout
+
+
+def test_num_seeds_resume_with_another_count_is_refused(seed_runs, train_in_process):
+    seeds, _ = seed_runs
+    before = snapshot(seeds)
+    code, stderr = train_in_process([*TINY, "--num_seeds=2", "--num_steps=9", f"--logdir={seeds}"])
+    assert code == 2 and "num_seeds 3, not 2" in stderr, stderr
+    assert snapshot(seeds) == before
+
+
 BAD_INPUTS = [
     (["--algo=nope"], "unknown algo 'nope'; valid algos are"),
     (["--env=nope"], "unknown env 'nope'; valid envs are"),
@@ -144,6 +200,7 @@ BAD_INPUTS = [
     (["--override=fast_lr"], "override 'fast_lr' must have the form key=value"),
     (["--env_kwarg=nope=1"], "unknown keyword argument(s) ['nope']"),
     (["--env_kwarg=episode_length=0"], "episode_length must be a positive int"),
+    (["--num_seeds=0"], "--num_seeds must be >= 1, got 0"),
 ]
 
 
@@ -217,20 +274,29 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     family = envs.make("point_corner", episode_length=10)
     # A batch large enough for a well-conditioned Fisher: float32 CG on a near-singular one
     # amplifies rounding differences (reduction order differs across shardings).
-    config = algos.preset("maml", "smoke").replace(hidden_sizes=(8,), meta_batch_size=4, episodes_per_task=16,
-                                                   eval_num_tasks=4, eval_episodes_per_task=4)
-    results = []
-    for n in (1, 4):
-        algo = algos.make("maml", family, config, mesh=parallel.task_mesh(num_devices=n))
-        ts, metrics = algo.train(algo.init(jax.random.key(0)), 2)
-        curve = algo.evaluate(ts, family.task_set("val", 4), jax.random.key(1))
-        results.append((ts.params, metrics, curve.returns))
-    (p1, m1, c1), (p4, m4, c4) = results
-    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p4)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=5e-3, atol=5e-4)
-    for k in m1:
-        np.testing.assert_allclose(np.asarray(m1[k]), np.asarray(m4[k]), rtol=1e-3, atol=1e-4, err_msg=k)
-    np.testing.assert_allclose(np.asarray(c1), np.asarray(c4), rtol=1e-3, atol=1e-3)
+    tiny = dict(hidden_sizes=(8,), meta_batch_size=4, episodes_per_task=16, eval_num_tasks=4,
+                eval_episodes_per_task=4)
+    runs = {"maml": algos.preset("maml", "smoke").replace(**tiny),
+            # MAESN: the per-task latent tables are split over the 4 devices too. Adam outer step: MAESN's
+            # Fisher (latent rows, step sizes) is near-singular, so float32 CG turns the different
+            # reduction order into percent-level step differences (TRPO sharding is checked on MAML).
+            "maesn": algos.preset("maesn", "smoke").replace(num_train_tasks=8, optimizer="vpg", **tiny)}
+    for name, config in runs.items():
+        results = []
+        for n in (1, 4):
+            algo = algos.make(name, family, config, mesh=parallel.task_mesh(num_devices=n))
+            ts, metrics = algo.train(algo.init(jax.random.key(0)), 2)
+            curve = algo.evaluate(ts, family.task_set("val", 4), jax.random.key(1))
+            results.append((ts.params, metrics, curve.returns))
+        if name == "maesn":
+            assert len(ts.params["latent_mean"].sharding.device_set) == 4, ts.params["latent_mean"].sharding
+        (p1, m1, c1), (p4, m4, c4) = results
+        for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p4)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=5e-3, atol=5e-4, err_msg=name)
+        for k in m1:
+            np.testing.assert_allclose(np.asarray(m1[k]), np.asarray(m4[k]), rtol=1e-3, atol=1e-4,
+                                       err_msg=name + " " + k)
+        np.testing.assert_allclose(np.asarray(c1), np.asarray(c4), rtol=1e-3, atol=1e-3, err_msg=name)
     print("MULTI_DEVICE_OK")
 """)
 

@@ -215,7 +215,15 @@ class MAESN(Algorithm):
         }
         if cfg.learn_step_sizes:
             params["step_size"] = self._constant_step_sizes(cfg.fast_lr)._asdict()
+        params = self.shard_latent_tables(params)
         return new_train_state(params, self.optimizer.init(params), rng)
+
+    def shard_latent_tables(self, params: Any) -> Any:
+        """Rows (μ_i, log σ_i) live with their tasks: split over the task mesh when it divides M."""
+        if self.config.num_train_tasks % self.mesh.devices.size:
+            return params
+        tables = self.shard({"latent_mean": params["latent_mean"], "latent_log_std": params["latent_log_std"]})
+        return {**params, **tables}
 
     # -- the model -------------------------------------------------------------------------
 
@@ -325,6 +333,7 @@ class MAESN(Algorithm):
         params, opt_state, info = self.optimizer.update(
             lambda p: self.meta_objective(p, task_indices, pre_batches, post_batches, sampled_latents),
             ts.params, ts.opt_state)
+        params = self.shard_latent_tables(params)
 
         pre, _ = pre_batches
         post, _ = post_batches
