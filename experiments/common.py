@@ -115,8 +115,11 @@ class RunSpec:
         return family, algos.make(self.algo, family, self.config, mesh=mesh)
 
 
-def prepare_logdir(logdir: str, spec: RunSpec) -> None:
-    """Creates a new run directory, or checks that an existing one is this run (resume)."""
+def prepare_logdir(logdir: str, spec: RunSpec, write: bool = True) -> None:
+    """Creates a new run directory, or checks that an existing one is this run (resume).
+
+    ``write=False`` (multi-host, processes other than 0) only checks.
+    """
     from metarl_jax.io.checkpoints import (
         CHECKPOINT_DIR,
         Checkpointer,
@@ -142,7 +145,7 @@ def prepare_logdir(logdir: str, spec: RunSpec) -> None:
         if latest is not None:
             checkpointer.check_meta(latest)
         checkpointer.close()
-    if saved is None:
+    if saved is None and write:
         write_run_config(logdir, requested)
 
 

@@ -12,6 +12,12 @@ one-line ``error: ...`` on stderr and exit status 2; nothing written is deleted.
 over a seed axis; seed k equals its own single-seed run). ``metrics.jsonl`` then holds
 the mean over seeds (meta-test: with its 95% t-interval), ``seeds/seed_<k>/`` each
 seed's own metrics and TensorBoard events, and each checkpoint all seeds at once.
+
+Multi-host: start the same command on every host with ``--coordinator_address=host:port
+--num_processes=P --process_id=i`` (or the METARL_COORDINATOR / METARL_NUM_PROCESSES /
+METARL_PROCESS_ID environment variables). The task mesh then spans every process's
+devices; process 0 writes config and metrics, all processes take part in checkpoints
+(orbax), so the logdir must be on a filesystem every host sees.
 """
 
 from __future__ import annotations
@@ -40,23 +46,32 @@ flags.DEFINE_integer("eval_every", 0, "Meta-test interval in meta-iterations (0:
 flags.DEFINE_integer("num_devices", None, "Devices in the task mesh (default: all).")
 flags.DEFINE_integer("max_checkpoints", None, "Keep at most this many checkpoints (default: all).")
 flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
+flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 (or $METARL_COORDINATOR).")
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes (or $METARL_NUM_PROCESSES).")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's index (or $METARL_PROCESS_ID).")
 
 
 def run(argv_flags: Any) -> int:
     import jax
     import numpy as np
 
+    from metarl_jax import parallel
     from metarl_jax.evaluation import AdaptationCurve
     from metarl_jax.io.checkpoints import Checkpointer
     from metarl_jax.io.metrics import MetricsWriter
 
+    # Before anything touches a device: join the other processes (no-op for a single process).
+    parallel.initialize_distributed(argv_flags.coordinator_address, argv_flags.num_processes,
+                                    argv_flags.process_id)
+    primary = jax.process_index() == 0
     spec = launch.RunSpec.from_flags(argv_flags)  # validates everything before compiling
     logdir = argv_flags.logdir
-    launch.prepare_logdir(logdir, spec)
+    launch.prepare_logdir(logdir, spec, write=primary)
 
     family, algo = spec.build(num_devices=argv_flags.num_devices)
     checkpointer = Checkpointer(logdir, spec.algo, spec.env, max_to_keep=argv_flags.max_checkpoints)
-    ts = spec.init_state(algo)
+    # Every process holds the same replicated state; the program shards the task axis over the mesh.
+    ts = parallel.replicate(spec.init_state(algo), algo.mesh)
     start = checkpointer.latest_step()
     if start is not None:
         ts = checkpointer.restore(ts, start)
@@ -68,21 +83,23 @@ def run(argv_flags: Any) -> int:
         checkpointer.close()
         return 0
 
-    writer = MetricsWriter(logdir)
-    seed_writers = [MetricsWriter(launch.seed_dir(logdir, s)) for s in spec.seeds] if spec.num_seeds > 1 else []
+    writer = MetricsWriter(logdir) if primary else None
+    seed_writers = ([MetricsWriter(launch.seed_dir(logdir, s)) for s in spec.seeds]
+                    if spec.num_seeds > 1 and primary else [])
     eval_tasks = family.task_set("val", spec.config.eval_num_tasks)
-    bar = launch.progress_bar(argv_flags.progress, start, argv_flags.num_steps)
+    bar = launch.progress_bar(argv_flags.progress and primary, start, argv_flags.num_steps)
     step = start
     try:
         while step < argv_flags.num_steps:
             chunk = min(argv_flags.log_every, argv_flags.num_steps - step)
             t0 = time.perf_counter()
             ts, metrics = spec.train(algo, ts, chunk)
-            metrics = jax.device_get(metrics)
+            metrics = parallel.to_host(metrics)
             seconds = time.perf_counter() - t0
             curve = None
             if launch.is_eval_step(step + chunk, argv_flags.eval_every, argv_flags.num_steps):
-                curve = spec.evaluate(algo, ts, eval_tasks, spec.seed, step + chunk)
+                curve = AdaptationCurve(parallel.to_host(spec.evaluate(algo, ts, eval_tasks, spec.seed,
+                                                                       step + chunk).returns))
             # Metrics are [steps] for one seed, [seeds, steps] for several: the log holds the seed mean.
             per_step = {k: np.mean(np.reshape(v, (-1, chunk)), axis=0) for k, v in metrics.items()}
             for i in range(chunk):
@@ -90,7 +107,8 @@ def run(argv_flags: Any) -> int:
                 record["time/wall_seconds_per_iteration"] = seconds / chunk
                 if curve is not None and i == chunk - 1:
                     record.update(launch.curve_metrics(curve))
-                writer.write(step + i + 1, record)
+                if writer is not None:
+                    writer.write(step + i + 1, record)
                 for k, seed_writer in enumerate(seed_writers):
                     seed_record = {name: v[k, i] for name, v in metrics.items()}
                     if curve is not None and i == chunk - 1:
@@ -103,7 +121,7 @@ def run(argv_flags: Any) -> int:
                 checkpointer.save(step, ts)
     finally:
         bar.close()
-        for w in (writer, *seed_writers):
+        for w in ([writer] if writer is not None else []) + seed_writers:
             w.close()
         checkpointer.close()
     return 0

@@ -308,3 +308,37 @@ def test_sharded_task_axis_matches_single_device(subprocess_env, repo_root):
                             cwd=repo_root, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MULTI_DEVICE_OK" in result.stdout
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_multi_host_entry_point_on_one_host(tmp_path, subprocess_env, repo_root):
+    """Two processes joined by jax.distributed (flags for one, environment variables for the other).
+
+    The task mesh spans both processes' CPU devices; the run must equal one process on one device.
+    """
+    args = [*[a for a in TINY if "episodes_per_task" not in a], "--override=episodes_per_task=16",
+            "--num_steps=2"]
+    code, stderr = train_main([*args, f"--logdir={tmp_path / 'single'}"])
+    assert code == 0, stderr
+    address, logdir = f"localhost:{free_port()}", tmp_path / "multi"
+    env0 = dict(subprocess_env, METARL_COORDINATOR=address, METARL_NUM_PROCESSES="2", METARL_PROCESS_ID="0")
+    process0 = subprocess.Popen([sys.executable, "-m", "experiments.train", *args, f"--logdir={logdir}"],
+                                env=env0, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process1 = run_cli("experiments.train", [*args, f"--logdir={logdir}", f"--coordinator_address={address}",
+                                             "--num_processes=2", "--process_id=1"], subprocess_env, repo_root)
+    _, stderr0 = process0.communicate(timeout=600)
+    assert process0.returncode == 0, stderr0[-3000:]
+    assert process1.returncode == 0, process1.stderr[-3000:]
+    with open(logdir / "metrics.jsonl") as f:
+        assert [json.loads(line)["step"] for line in f] == [1, 2]  # written once, by process 0
+    assert sorted(os.listdir(logdir / "checkpoints")) == ["2"]
+    single, multi = last_record(tmp_path / "single"), last_record(logdir)
+    for key in single:  # TRPO's float32 CG amplifies the all-reduce's different summation order
+        np.testing.assert_allclose(multi[key], single[key], rtol=1e-2, atol=1e-4, err_msg=key)

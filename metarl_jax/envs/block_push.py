@@ -31,6 +31,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metarl_jax.envs.mjx_base import (
     MjxFamily,
@@ -39,9 +40,10 @@ from metarl_jax.envs.mjx_base import (
 )
 
 NUM_BLOCKS = 5
-GRID_X = jnp.array([-0.6, -0.2, 0.2, 0.6])
-GRID_Y = jnp.array([0.35, 0.55, 0.75])
-JITTER = jnp.array([0.1, 0.04])
+# numpy, not jnp: importing the package must not start a JAX backend (multi-host initialisation).
+GRID_X = np.array([-0.6, -0.2, 0.2, 0.6], np.float32)
+GRID_Y = np.array([0.35, 0.55, 0.75], np.float32)
+JITTER = np.array([0.1, 0.04], np.float32)
 GOAL_OFFSET = (0.3, 0.6)
 DISTANCE_WEIGHT = 5.0
 
@@ -50,7 +52,8 @@ def _sample_task(key: jax.Array) -> dict:
     """One task: 5 blocks in distinct jittered grid cells, the relevant index, and its goal."""
     key_cells, key_jitter, key_relevant, key_radius, key_angle = jax.random.split(key, 5)
     cells = jax.random.permutation(key_cells, GRID_X.size * GRID_Y.size)[:NUM_BLOCKS]
-    centres = jnp.stack([GRID_X[cells % GRID_X.size], GRID_Y[cells // GRID_X.size]], axis=-1)
+    grid_x, grid_y = jnp.asarray(GRID_X), jnp.asarray(GRID_Y)
+    centres = jnp.stack([grid_x[cells % GRID_X.size], grid_y[cells // GRID_X.size]], axis=-1)
     blocks = centres + JITTER * jax.random.uniform(key_jitter, (NUM_BLOCKS, 2), minval=-1.0, maxval=1.0)
     relevant = jax.random.randint(key_relevant, (), 0, NUM_BLOCKS)
     radius = jax.random.uniform(key_radius, (), minval=GOAL_OFFSET[0], maxval=GOAL_OFFSET[1])

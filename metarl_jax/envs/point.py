@@ -15,10 +15,12 @@ import abc
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metarl_jax.envs.base import State, TaskFamily, time_limit
 
-CORNERS = jnp.array([[-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0], [2.0, 2.0]])
+# numpy, not jnp: importing the package must not start a JAX backend (multi-host initialisation).
+CORNERS = np.array([[-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0], [2.0, 2.0]], np.float32)
 
 
 def _check_positive(name: str, value, family: str) -> None:
@@ -99,7 +101,7 @@ class PointCorner(_PointFamily):
         self.sparse_start_radius = float(sparse_start_radius)
 
     def sample_tasks(self, key: jax.Array, num_tasks: int) -> jax.Array:
-        return CORNERS[jax.random.randint(key, (num_tasks,), 0, CORNERS.shape[0])]
+        return jnp.asarray(CORNERS)[jax.random.randint(key, (num_tasks,), 0, CORNERS.shape[0])]
 
     def _initial_position(self, key):
         return jax.random.uniform(key, (2,), minval=-self.max_action, maxval=self.max_action)
