@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from metarl_jax.algos import maesn, maml, metasgd, policy_gradient
+from metarl_jax.algos import emaml, maesn, maml, metasgd, policy_gradient, promp
 from metarl_jax.algos.base import Algorithm, TrainState
 from metarl_jax.algos.config import AlgoConfig, get_preset
 
 _REGISTRY: dict[str, tuple[type[Algorithm], Any]] = {
     "maml": (maml.MAML, maml),
     "metasgd": (metasgd.MetaSGD, metasgd),
+    "emaml": (emaml.EMAML, emaml),
+    "promp": (promp.ProMP, promp),
     "maesn": (maesn.MAESN, maesn),
     "latent_space": (maesn.LatentSpace, maesn),
     "vpg": (policy_gradient.VPG, policy_gradient),
@@ -49,5 +51,5 @@ def make(name: str, family: Any, config: AlgoConfig | None = None, mesh: Any = N
     return cls(family, config, mesh=mesh)
 
 
-__all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "maesn", "make", "maml", "metasgd", "names",
-           "policy_gradient", "preset", "presets"]
+__all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "emaml", "maesn", "make", "maml", "metasgd",
+           "names", "policy_gradient", "preset", "presets", "promp"]

@@ -150,24 +150,33 @@ class MAML(Algorithm):
         return per_task._replace(kl=jnp.mean(per_task.kl), penalty=jnp.mean(per_task.penalty),
                                  fisher_weights=jax.tree.map(lambda w: w / num_tasks, per_task.fisher_weights))
 
-    def _train_step(self, ts: TrainState):
+    def collect(self, params: Any, task_key: jax.Array, sample_key: jax.Array):
+        """Steps 1-5 for the meta-batch: (inner batches [N, K, ...], post-update batches, ‖θ'_i − θ‖)."""
         cfg = self.config
-        ts, (task_key, sample_key) = split_rng(ts, 2)
         tasks = self.shard(self.family.sample_tasks(task_key, cfg.meta_batch_size))
         sample_keys = self.shard(jax.random.split(sample_key, cfg.meta_batch_size))
-        inner_batches, post_batches, adaptation_distance = jax.vmap(self.sample_adaptation, in_axes=(None, 0, 0))(
-            ts.params, tasks, sample_keys)
+        return jax.vmap(self.sample_adaptation, in_axes=(None, 0, 0))(params, tasks, sample_keys)
 
+    def _train_step(self, ts: TrainState):
+        ts, (task_key, sample_key) = split_rng(ts, 2)
+        inner_batches, post_batches, adaptation_distance = self.collect(ts.params, task_key, sample_key)
         params, opt_state, info = self.optimizer.update(
             lambda p: self.meta_objective(p, inner_batches, post_batches), ts.params, ts.opt_state)
+        ts = self.apply_update(ts, params, opt_state, info)
+        return ts, self.train_metrics(ts, inner_batches, post_batches, adaptation_distance, info)
 
+    def apply_update(self, ts: TrainState, params: Any, opt_state: Any, info: dict[str, jax.Array]) -> TrainState:
+        return ts.replace(params=params, opt_state=opt_state, step=ts.step + 1,
+                          nonfinite_updates=ts.nonfinite_updates + info["nonfinite"])
+
+    def train_metrics(self, ts: TrainState, inner_batches, post_batches, adaptation_distance,
+                      info: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        cfg = self.config
         pre, _ = jax.tree.map(lambda x: x[:, 0], inner_batches)  # first inner batch = pre-update
         post, _ = post_batches
-        ts = ts.replace(params=params, opt_state=opt_state, step=ts.step + 1,
-                        nonfinite_updates=ts.nonfinite_updates + info["nonfinite"])
         steps_per_iteration = cfg.meta_batch_size * cfg.episodes_per_task * self.family.episode_length * (
             cfg.num_inner_steps + 1)
-        metrics = {
+        return {
             **common.return_metrics("train/pre_", pre),
             **common.return_metrics("train/post_", post),
             **common.optimizer_metrics(info),
@@ -176,7 +185,6 @@ class MAML(Algorithm):
             "adapt/param_distance": jnp.mean(adaptation_distance),
             "time/env_steps": ts.step.astype(jnp.float32) * steps_per_iteration,
         }
-        return ts, metrics
 
     # -- meta-test ---------------------------------------------------------------------------
 

@@ -1,0 +1,102 @@
+"""E-MAML (Stadie et al. 2018, "Some considerations on learning to explore via meta-RL").
+
+MAML's meta-objective J(θ) = E_{D ~ π_θ}[ E_{D' ~ π_θ'(D)}[R(D')] ], θ' = θ + α ∇_θ L(θ; D), has
+two θ-dependences: through the update θ'(θ) and through the sampling distribution of D.
+MAML differentiates only the first. E-MAML adds the second, a score-function term that
+credits the pre-update (exploration) samples with the post-update return:
+
+    1: sample a batch of tasks T_i ~ p(T)
+    2: for each task (vmapped): D_i ~ π_θ,  θ'_i = θ + α ∇_θ L(θ; D_i),  D'_i ~ π_θ'_i
+    3: θ ← outer step (TRPO; PPO option) on
+           Σ_i L_{T_i}(f_θ'_i; D'_i)  +  λ Σ_i ⊥(R̂'_i) · mean_{(s, a) ∈ D_i} log π_θ(a|s)
+
+with R̂'_i the "adjusted" mean post-update reward of task i (``exploration_baseline``):
+
+    "normalized" (default, the ProMP code's E-MAML): R̂'_i = (mean_{D'_i} r − μ) / (σ + 1e-8), μ and σ the
+                 mean and std of every post-update reward of the meta-batch;
+    "none":      R̂'_i = mean_{D'_i} r (raw; no baseline).
+
+The term enters the outer loss as a negative ``penalty`` of the PolicyObjective, so TRPO's
+gradient, natural-gradient step and line search and PPO's epochs all see it (unclipped).
+
+Scale. With "none" and λ = n·T (n episodes of length T per task) the term's gradient is
+(1/T)·R̄'_i·Σ_{D_i} ∇log π = the score part of ∇J above in the per-step units of MAML's
+surrogate, i.e. E-MAML with ``inner_estimator="vpg"`` (the inner update with samples held
+fixed, E-MAML's θ' = θ + α ∇log π_θ(τ) R(τ)) is then an unbiased estimate of ∇J. λ = 1 with
+"normalized" is the ProMP implementation. Only the first (pre-update) inner batch is credited,
+as there. A baseline must not depend on D_i: subtracting the mean over the task's own
+post-update episodes would zero the term in expectation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from metarl_jax import estimators
+from metarl_jax.algos import maml
+from metarl_jax.algos.config import non_negative, one_of, positive
+from metarl_jax.networks import ACTIVATIONS
+from metarl_jax.rollout import score
+
+EXPLORATION_BASELINES = ("normalized", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(maml.Config):
+    """E-MAML-TRPO defaults (ProMP code, e-maml_run_mujoco.py): (64, 64) tanh, VPG inner step, λ = 1."""
+
+    hidden_sizes: tuple[int, ...] = positive((64, 64))
+    activation: str = one_of("tanh", tuple(ACTIVATIONS))
+    inner_estimator: str = one_of("vpg", tuple(estimators.SURROGATES))
+    exploration_weight: float = non_negative(1.0)
+    exploration_baseline: str = one_of("normalized", EXPLORATION_BASELINES)
+
+
+PRESETS: dict[str, Config] = {
+    "paper": Config(),
+    # The ProMP paper's locomotion benchmarks, where it compares E-MAML (horizons are the family's).
+    "cheetah_dir": Config(),
+    "cheetah_vel": Config(),
+    "ant_dir": Config(),
+    "ant_vel": Config(),
+    "ant_goal": Config(),
+    # Families outside the paper: the paper's settings; horizons are the family's.
+    "point_corner": Config(),
+    "point_semicircle": Config(),
+    "wheeled": Config(),
+    "block_push": Config(),
+    # Small and fast on a 2-core CPU (tests).
+    "smoke": Config(hidden_sizes=(32, 32), meta_batch_size=8, episodes_per_task=8, fast_lr=0.5,
+                    eval_num_tasks=8, eval_episodes_per_task=8, eval_adaptation_steps=2),
+}
+
+
+class EMAML(maml.MAML):
+    name = "emaml"
+    Config = Config
+
+    def exploration_objective(self, meta_params: Any, inner_batches, post_batches) -> jax.Array:
+        """λ · mean_i ⊥(R̂'_i) · mean_{D_i} log π_θ(a|s): the score term of the pre-update sampling."""
+        cfg = self.config
+        pre, _ = jax.tree.map(lambda x: x[:, 0], inner_batches)  # D_i: the pre-update batch, [N, E, T]
+        post, _ = post_batches
+        rewards, post_mask = post.select_rewards(cfg.train_reward), post.mask
+        task_axes = tuple(range(1, rewards.ndim))
+        post_reward = jnp.sum(rewards * post_mask, task_axes) / jnp.maximum(jnp.sum(post_mask, task_axes), 1.0)
+        if cfg.exploration_baseline == "normalized":
+            mean = estimators.masked_mean(rewards, post_mask)
+            std = jnp.sqrt(estimators.masked_mean((rewards - mean) ** 2, post_mask))
+            post_reward = (post_reward - mean) / (std + 1e-8)
+        log_probs, _ = score(self.policy, self.policy_params(meta_params), pre)
+        mean_log_lik = jnp.sum(log_probs * pre.mask, task_axes) / jnp.maximum(jnp.sum(pre.mask, task_axes), 1.0)
+        return cfg.exploration_weight * jnp.mean(jax.lax.stop_gradient(post_reward) * mean_log_lik)
+
+    def meta_objective(self, meta_params: Any, inner_batches, post_batches):
+        """MAML's outer objective minus the exploration term as a penalty (the loss is −surrogate + penalty)."""
+        objective = super().meta_objective(meta_params, inner_batches, post_batches)
+        exploration = self.exploration_objective(meta_params, inner_batches, post_batches)
+        return objective._replace(penalty=objective.penalty - exploration)
