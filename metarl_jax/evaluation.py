@@ -96,35 +96,58 @@ def halving_step_sizes(lr: float, num_steps: int) -> jax.Array:
 
 SCHEDULES = {"maml": maml_step_sizes, "halving": halving_step_sizes}
 
-AdaptStep = Callable[[Any, Any, jax.Array, jax.Array], tuple[Any, jax.Array]]
-Measure = Callable[[Any, Any, jax.Array], jax.Array]
+Sample = Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
+Update = Callable[[Any, Any, Any, jax.Array], Any]
 
 
-def adaptation_curve(
-    adapt_step: AdaptStep,
-    measure: Measure,
+class AdaptationTrace(NamedTuple):
+    """The protocol with its intermediate states: index k is before adaptation step k (k = K: final).
+
+    returns: [N, K + 1];  states: the adapted state, [N, K + 1, ...];  kept: ``keep(batch)``, [N, K + 1, ...].
+    """
+
+    returns: jax.Array
+    states: Any
+    kept: Any
+
+
+def adaptation_trace(
+    sample: Sample,
+    update: Update,
     init_state: Any,
     tasks: Any,
     key: jax.Array,
     step_sizes: jax.Array,
-) -> AdaptationCurve:
+    keep: Callable[[Any], Any] = lambda batch: (),
+) -> AdaptationTrace:
     """Runs the protocol for every task (vmapped) with ``len(step_sizes)`` adaptation steps.
 
-    ``adapt_step(state, task, key, lr) -> (state', return measured before the step)`` and
-    ``measure(state, task, key) -> return``. ``init_state`` is shared by all tasks.
+    ``sample(state, task, key) -> (batch, mean return of the batch)`` and
+    ``update(state, task, batch, lr) -> state'``; ``init_state`` is shared by all tasks.
+    Batch k is drawn with key k of ``split(task_key, K + 1)``; the last key draws the final batch.
     """
     num_tasks = jax.tree.leaves(tasks)[0].shape[0]
     task_keys = jax.random.split(key, num_tasks)
+
+    def append(history, last):
+        return jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]]), history, last)
 
     def one_task(task, task_key):
         step_keys = jax.random.split(task_key, step_sizes.shape[0] + 1)
 
         def body(state, inputs):
             step_key, lr = inputs
-            return adapt_step(state, task, step_key, lr)
+            batch, mean_return = sample(state, task, step_key)
+            return update(state, task, batch, lr), (mean_return, state, keep(batch))
 
-        final_state, returns = jax.lax.scan(body, init_state, (step_keys[:-1], step_sizes))
-        final_return = measure(final_state, task, step_keys[-1])
-        return jnp.concatenate([returns, final_return[None]])
+        final_state, history = jax.lax.scan(body, init_state, (step_keys[:-1], step_sizes))
+        batch, final_return = sample(final_state, task, step_keys[-1])
+        return AdaptationTrace(*append(history, (final_return, final_state, keep(batch))))
 
-    return AdaptationCurve(jax.vmap(one_task)(tasks, task_keys))
+    return jax.vmap(one_task)(tasks, task_keys)
+
+
+def adaptation_curve(sample: Sample, update: Update, init_state: Any, tasks: Any, key: jax.Array,
+                     step_sizes: jax.Array) -> AdaptationCurve:
+    """The returns of ``adaptation_trace`` (intermediate states are not kept, XLA drops them)."""
+    return AdaptationCurve(adaptation_trace(sample, update, init_state, tasks, key, step_sizes).returns)

@@ -139,11 +139,10 @@ def policy_adaptation_curve(
         trajectories = rollout(family, policy, p, task, step_key, config.eval_episodes_per_task)
         return trajectories, jnp.mean(trajectories.episode_returns(config.eval_reward))
 
-    def measure_and_adapt(p, task, step_key, scale):
-        trajectories, returns = sample(p, task, step_key)
+    def update(p, task, trajectories, scale):
         adv = task_advantages(trajectories, config, config.eval_reward)
         grads = jax.grad(lambda q: estimators.vpg_surrogate(score(policy, q, trajectories)[0], adv,
                                                             trajectories.mask))(p)
-        return jax.tree.map(lambda x, a, g: x + scale * a * g, p, lr, grads), returns
+        return jax.tree.map(lambda x, a, g: x + scale * a * g, p, lr, grads)
 
-    return adaptation_curve(measure_and_adapt, lambda p, t, k: sample(p, t, k)[1], params, tasks, key, scales)
+    return adaptation_curve(sample, update, params, tasks, key, scales)

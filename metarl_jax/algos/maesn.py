@@ -73,7 +73,7 @@ from metarl_jax import estimators, parallel
 from metarl_jax.algos import common
 from metarl_jax.algos.base import Algorithm, TrainState, new_train_state, split_rng
 from metarl_jax.algos.config import non_negative, one_of, positive
-from metarl_jax.evaluation import SCHEDULES, AdaptationCurve, adaptation_curve
+from metarl_jax.evaluation import SCHEDULES, AdaptationCurve, AdaptationTrace, adaptation_trace
 from metarl_jax.networks import DiagGaussian, standard_normal_kl
 from metarl_jax.optim import PolicyObjective
 from metarl_jax.rollout import Trajectory, rollout, score
@@ -369,29 +369,39 @@ class MAESN(Algorithm):
             return self._constant_step_sizes(self.config.eval_lr)
         return self.step_sizes(params)
 
-    def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
-        """Sec. 4.4: from the prior N(0, I), VPG on (μ, log σ) only with the eval reward, scheduled steps."""
+    def meta_test_trace(self, params: Any, tasks: Any, key: jax.Array, fixed_latent: bool = False,
+                        keep: Any = lambda batch: ()) -> AdaptationTrace:
+        """Sec. 4.4: from the prior N(0, I), VPG on (μ, log σ) only with the eval reward, scheduled steps.
+
+        ``states`` are the latent distributions q_k. ``fixed_latent`` is the structured-noise
+        ablation (Fig. 9): every episode uses z = μ, so only the action noise explores (and the
+        latent score-function gradient vanishes).
+        """
         cfg = self.config
-        policy_params = ts.params["policy"]
-        base_step = self.eval_step_sizes(ts.params)
+        policy_params = params["policy"]
+        base_step = self.eval_step_sizes(params)
         schedule = SCHEDULES[cfg.eval_schedule](1.0, cfg.eval_adaptation_steps)
         prior = DiagGaussian(jnp.zeros((cfg.latent_size,)), jnp.zeros((cfg.latent_size,)))
 
         def sample(latent, task, key):
             latent_key, rollout_key = jax.random.split(key)
-            latents = sample_latents(latent, latent_key, cfg.eval_episodes_per_task)
+            if fixed_latent:
+                latents = jnp.broadcast_to(latent.mean, (cfg.eval_episodes_per_task, cfg.latent_size))
+            else:
+                latents = sample_latents(latent, latent_key, cfg.eval_episodes_per_task)
             trajectories = rollout(self.family, self.policy, policy_params, task, rollout_key,
                                    cfg.eval_episodes_per_task, latents=latents)
             return trajectories, jnp.mean(trajectories.episode_returns(cfg.eval_reward))
 
-        def adapt_step(latent, task, key, factor):
-            trajectories, returns = sample(latent, task, key)
+        def update(latent, task, trajectories, factor):
             adv = common.task_advantages(trajectories, cfg, cfg.eval_reward)
             grad = jax.grad(self.inner_objective)(latent, policy_params, trajectories, adv)
-            return jax.tree.map(lambda p, a, g: p + factor * a * g, latent, base_step, grad), returns
+            return jax.tree.map(lambda p, a, g: p + factor * a * g, latent, base_step, grad)
 
-        return adaptation_curve(adapt_step, lambda q, t, k: sample(q, t, k)[1], prior, self.shard(tasks), key,
-                                schedule)
+        return adaptation_trace(sample, update, prior, self.shard(tasks), key, schedule, keep)
+
+    def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
+        return AdaptationCurve(self.meta_test_trace(ts.params, tasks, key).returns)
 
 
 class LatentSpace(MAESN):
