@@ -207,3 +207,14 @@ def test_unknown_preset_and_algo_raise_listing_valid_ones():
         algos.presets("nope")
     for name in algos.names():
         assert repr(name) in str(err.value)
+
+
+@pytest.mark.parametrize("family", ["wheeled", "ant_goal", "block_push"])
+def test_maesn_families_share_maesns_meta_test_protocol(family):
+    """Every method's preset on MAESN's families meta-tests like MAESN (Fig. 6 compares like with like)."""
+    fields = ("eval_num_tasks", "eval_episodes_per_task", "eval_adaptation_steps", "eval_reward", "eval_schedule",
+              "meta_batch_size", "episodes_per_task")
+    reference = algos.preset("maesn", family)
+    for name in ("maml", "metasgd", "emaml", "promp", "latent_space"):
+        config = algos.preset(name, family)
+        assert {f: getattr(config, f) for f in fields} == {f: getattr(reference, f) for f in fields}, name

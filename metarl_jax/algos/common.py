@@ -42,6 +42,23 @@ class PolicyGradientConfig(AlgoConfig):
     ppo_epochs: int = positive(5)
 
 
+# MAESN's comparison protocol (Sec. 5, maesn_suite): on its families every method meta-trains on
+# 20 tasks × 50 episodes (block push: 20) with the dense reward and meta-tests on 30 validation
+# goals with the sparse reward, 10 000 env steps per adaptation iteration (horizon 200: 50
+# episodes; block push, horizon 100: 100), step sizes halved every iteration, 100 iterations.
+MAESN_FAMILIES = ("wheeled", "ant_goal", "block_push")
+
+
+def maesn_protocol(family: str) -> dict[str, Any]:
+    """Config fields for a MAML-type baseline on one of MAESN's families (``MAESN_FAMILIES``)."""
+    if family not in MAESN_FAMILIES:
+        raise ValueError(f"maesn_protocol: family must be one of {list(MAESN_FAMILIES)}, got {family!r}")
+    block_push = family == "block_push"
+    return dict(meta_batch_size=20, episodes_per_task=20 if block_push else 50, eval_num_tasks=30,
+                eval_episodes_per_task=100 if block_push else 50, eval_adaptation_steps=100, eval_reward="sparse",
+                eval_schedule="halving")
+
+
 def make_policy(family: Any, config: PolicyGradientConfig, latent_size: int = 0) -> Policy:
     return make_gaussian_policy(
         family.observation_size,

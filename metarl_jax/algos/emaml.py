@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from metarl_jax import estimators
-from metarl_jax.algos import maml
+from metarl_jax.algos import common, maml
 from metarl_jax.algos.config import non_negative, one_of, positive
 from metarl_jax.networks import ACTIVATIONS
 from metarl_jax.rollout import score
@@ -63,12 +63,11 @@ PRESETS: dict[str, Config] = {
     "cheetah_vel": Config(),
     "ant_dir": Config(),
     "ant_vel": Config(),
-    "ant_goal": Config(),
-    # Families outside the paper: the paper's settings; horizons are the family's.
+    # MAESN's families: its batches and sparse-reward meta-test (common.maesn_protocol).
+    **{family: Config(**common.maesn_protocol(family)) for family in common.MAESN_FAMILIES},
+    # Point families (not in the paper): the paper's settings; horizons are the family's.
     "point_corner": Config(),
     "point_semicircle": Config(),
-    "wheeled": Config(),
-    "block_push": Config(),
     # Small and fast on a 2-core CPU (tests).
     "smoke": Config(hidden_sizes=(32, 32), meta_batch_size=8, episodes_per_task=8, fast_lr=0.5,
                     eval_num_tasks=8, eval_episodes_per_task=8, eval_adaptation_steps=2),

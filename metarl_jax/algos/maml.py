@@ -55,6 +55,8 @@ PRESETS: dict[str, Config] = {
     # Point navigation: α = 0.5, 100 iterations (maml_rl's point preset).
     "point_corner": Config(fast_lr=0.5),
     "point_semicircle": Config(fast_lr=0.5),
+    # MAESN's MAML baseline: MAESN's batches and sparse-reward meta-test (common.maesn_protocol).
+    **{family: Config(**common.maesn_protocol(family)) for family in common.MAESN_FAMILIES},
     # ProMP's MAML-PPO variant: (64, 64) tanh, normalised advantages, Adam 1e-3.
     "ppo": Config(hidden_sizes=(64, 64), activation="tanh", optimizer="ppo", learning_rate=1e-3,
                   ppo_clip=0.3, ppo_epochs=5),

@@ -63,10 +63,8 @@ PRESETS: dict[str, Config] = {
     "cheetah_vel": Config(),
     "ant_dir": Config(),
     "ant_vel": Config(),
-    "ant_goal": Config(),
-    # Families outside the paper: the paper's settings; horizons are the family's.
-    "wheeled": Config(),
-    "block_push": Config(),
+    # MAESN's families: its batches and sparse-reward meta-test (common.maesn_protocol).
+    **{family: Config(**common.maesn_protocol(family)) for family in common.MAESN_FAMILIES},
     # Small and fast on a 2-core CPU (tests).
     "smoke": Config(hidden_sizes=(32, 32), meta_batch_size=8, episodes_per_task=8, fast_lr=0.5,
                     eval_num_tasks=8, eval_episodes_per_task=8, eval_adaptation_steps=2),
