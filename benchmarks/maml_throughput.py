@@ -1,12 +1,12 @@
-r"""MAML training throughput as a ratio to the raw rollout limit.
+r"""MAML training throughput (a thin wrapper of ``benchmarks.training``) and its phase breakdown.
 
     python -m benchmarks.maml_throughput [--tasks=40 --episodes=20 --horizon=100 --iterations=3]
 
-Training throughput: env steps of one meta-iteration (pre- and post-update
-rollouts, B × E × T × (K + 1)) over its wall time, for `algo.train` (scan of the
-whole meta-iteration: rollouts, inner step, TRPO with CG and line search).
-Raw limit: the same policy and environment rolled out for the same B × E parallel
-episodes, alone, under jit. The ratio is the share of time spent in the rollouts.
+``measure_maml`` is ``training.measure_training("maml", ...)`` with the policy-rollout
+limit switched on: training env steps/s (pre- and post-update rollouts,
+B × E × T × (K + 1) per meta-iteration) against physics alone and against the same
+policy rolled out alone for the same B × E parallel episodes.
+``phase_breakdown`` times each phase of one meta-iteration jitted on its own.
 """
 
 from __future__ import annotations
@@ -19,39 +19,16 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 
-from benchmarks.timing import environment, time_call, time_compile
+from benchmarks.timing import environment, time_call
+from benchmarks.training import measure_training
 from metarl_jax import algos, envs
 from metarl_jax.optim.trpo import gauss_newton_vector_product
-from metarl_jax.rollout import rollout_tasks
 
 
 def measure_maml(env: str = "point_corner", tasks: int = 40, episodes: int = 20, horizon: int = 100,
                  iterations: int = 3, repeats: int = 3, hidden: tuple[int, ...] = (100, 100)) -> dict[str, Any]:
-    family = envs.make(env, episode_length=horizon)
-    config = algos.maml.Config(hidden_sizes=hidden, meta_batch_size=tasks, episodes_per_task=episodes)
-    algo = algos.make("maml", family, config)
-    ts = algo.init(jax.random.key(0))
-    compile_s = time_compile(algo.lower_train_step(ts))
-
-    train = time_call(lambda: algo.train(ts, iterations), repeats=repeats)
-    steps_per_iteration = tasks * episodes * horizon * (config.num_inner_steps + 1)
-    train_sps = steps_per_iteration * iterations / train["median_s"]
-
-    task_batch = family.sample_tasks(jax.random.key(1), tasks)
-    raw_rollout = jax.jit(lambda p, k: rollout_tasks(family, algo.policy, p, task_batch, k, episodes).rewards)
-    raw = time_call(lambda: raw_rollout(ts.params, jax.random.key(2)), repeats=repeats)
-    raw_sps = tasks * episodes * horizon / raw["median_s"]
-    return {
-        "benchmark": "maml_training", "env": env, "tasks": tasks, "episodes": episodes, "horizon": horizon,
-        "parallel_envs": tasks * episodes, "hidden": list(hidden),
-        "compile_train_step_s": compile_s,
-        "train_seconds_per_iteration": train["median_s"] / iterations,
-        "train_spread_s": [train["min_s"] / iterations, train["max_s"] / iterations],
-        "train_env_steps_per_s": train_sps,
-        "raw_rollout_env_steps_per_s": raw_sps,
-        "raw_spread_s": [raw["min_s"], raw["max_s"]],
-        "ratio_train_to_raw": train_sps / raw_sps,
-    }
+    return measure_training("maml", env, tasks, episodes, horizon, iterations, repeats, hidden=hidden,
+                            policy_rollout=True)
 
 
 def main() -> None:
@@ -62,13 +39,13 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=100)
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--phases", action="store_true", help="print the phase breakdown instead")
     args = parser.parse_args()
-    result = measure_maml(args.env, args.tasks, args.episodes, args.horizon, args.iterations, args.repeats)
+    if args.phases:
+        result = phase_breakdown(args.env, args.tasks, args.episodes, args.horizon, repeats=args.repeats)
+    else:
+        result = measure_maml(args.env, args.tasks, args.episodes, args.horizon, args.iterations, args.repeats)
     print(json.dumps({**environment(), **result}, indent=2))
-
-
-if __name__ == "__main__":
-    main()
 
 
 def phase_breakdown(env: str = "point_corner", tasks: int = 8, episodes: int = 10, horizon: int = 100,
@@ -104,3 +81,7 @@ def phase_breakdown(env: str = "point_corner", tasks: int = 8, episodes: int = 1
         "train_step_s": time_call(lambda: algo.train_step(ts), repeats)["median_s"],
     }
     return phases
+
+
+if __name__ == "__main__":
+    main()

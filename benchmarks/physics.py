@@ -11,12 +11,11 @@ until ready. This is the physics limit the training benchmarks are compared with
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 
-from benchmarks.timing import environment, time_call
+from benchmarks.timing import compile_program, environment, peak_memory, program_memory, time_call
 from metarl_jax import envs
 
 MJX_FAMILY_NAMES = (
@@ -67,9 +66,10 @@ def make_random_rollout(family, num_steps: int):
 def measure_physics(family_name: str, num_envs: int, num_steps: int = 100, repeats: int = 3) -> dict:
     """Steps per second of ``family_name`` with ``num_envs`` parallel environments.
 
-    Returns a dict with the family, sizes, ``steps_per_second`` (control steps ×
-    environments per second), ``physics_steps_per_second`` (× frame skip where known),
-    ``median_s`` of one rollout, ``compile_s`` and the environment description.
+    Returns a record with the family, sizes, ``steps_per_second`` (control steps ×
+    environments per second, median), its spread, ``physics_steps_per_second``
+    (× frame skip where known), ``median_s`` of one rollout, ``compile_s`` (XLA
+    compile alone, ``lower(...).compile()``) and memory figures.
     """
     family = envs.make(family_name, episode_length=10 * num_steps)
     key_tasks, key_reset, key_actions = jax.random.split(jax.random.key(0), 3)
@@ -77,23 +77,45 @@ def measure_physics(family_name: str, num_envs: int, num_steps: int = 100, repea
     states = jax.jit(jax.vmap(family.reset))(jax.random.split(key_reset, num_envs), tasks)
     rollout = make_random_rollout(family, num_steps)
     action_keys = jax.random.split(key_actions, num_envs)
-    start = time.perf_counter()
-    compiled = rollout.lower(states, action_keys).compile()
-    compile_s = time.perf_counter() - start
+    compiled, compile_times = compile_program(lambda: rollout.lower(states, action_keys))
     timing = time_call(lambda: compiled(states, action_keys), repeats=repeats, warmup=1)
     steps = num_envs * num_steps
     frame_skip = getattr(family, "frame_skip", None) or getattr(getattr(family, "env", None), "_n_frames", 1)
     return {
+        "benchmark": "physics",
         "family": family_name,
         "num_envs": num_envs,
         "num_steps": num_steps,
         "steps_per_second": steps / timing["median_s"],
+        "steps_per_second_spread": [steps / timing["max_s"], steps / timing["min_s"]],
         "physics_steps_per_second": steps * frame_skip / timing["median_s"],
-        "frame_skip": frame_skip,
+        "frame_skip": int(frame_skip),
         "median_s": timing["median_s"],
-        "compile_s": compile_s,
-        **environment(),
+        "spread_s": [timing["min_s"], timing["max_s"]],
+        "iqr_s": [timing["q1_s"], timing["q3_s"]],
+        "repeats": repeats,
+        "compile_s": compile_times["compile_s"],
+        "lower_s": compile_times["lower_s"],
+        "program_bytes": program_memory(compiled),
+        **peak_memory(),
+        "device": environment()["device"],
     }
+
+
+_MEASURED: dict[tuple[str, int, int], dict] = {}
+
+
+def measure_physics_once(family_name: str, num_envs: int, num_steps: int = 100, repeats: int = 3) -> dict:
+    """``measure_physics`` memoised per (family, envs, steps) within one process (one compile each)."""
+    key = (family_name, num_envs, num_steps)
+    if key not in _MEASURED:
+        _MEASURED[key] = measure_physics(family_name, num_envs, num_steps, repeats)
+    return _MEASURED[key]
+
+
+def measured_records() -> list[dict]:
+    """Every physics record measured so far in this process."""
+    return list(_MEASURED.values())
 
 
 def markdown_table(rows: list[dict]) -> str:

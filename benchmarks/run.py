@@ -1,47 +1,284 @@
 r"""``make bench``: every benchmark in one command.
 
-    python -m benchmarks.run            # quick CPU sizes
+    python -m benchmarks.run            # CPU sizes (a few minutes on 2 cores)
     python -m benchmarks.run --full     # the papers' sizes (use a GPU)
+    python -m benchmarks.run --quick --out /tmp/b --results_md /tmp/RESULTS.md   # tiny: the test suite
 
-Prints a table and writes ``benchmarks/results/<device>-<date>.json``.
+Writes ``<out>/<device>-<date>[-quick|-full].json`` (default out: ``benchmarks/results``)
+and regenerates the tables of ``benchmarks/RESULTS.md`` between its
+``<!-- BEGIN/END GENERATED: ... -->`` markers (``--results_md`` picks another file;
+``--quick`` updates a RESULTS.md only when one is named). One module per measurement:
+
+* ``physics``       raw env steps/s against the number of parallel environments;
+* ``training``      any algorithm × family × sizes: env steps/s, the ratio to physics at
+                    the same parallel envs, meta-iterations/s, compile time, memory and the
+                    projected wall clock of the paper's budget;
+* ``seeds``         N independent seeds in one program;
+* ``peer_ppo``      our PPO against brax's PPO (or the physics limit when brax fails);
+* ``multi_device``  scaling over devices (or "only one device present").
+
+The persistent compilation cache is off unless ``--compilation_cache DIR`` is given
+(or the calling process already configured one, as the test suite does), so that
+compile times are cold; the header of every table says which.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
-from benchmarks.maml_throughput import measure_maml
+import jax
+
+from benchmarks import multi_device, peer_ppo, physics, seeds, tables, training
 from benchmarks.timing import environment
 
-QUICK = {"tasks": 8, "episodes": 10, "horizon": 100, "iterations": 2, "repeats": 3}
-FULL = {"tasks": 40, "episodes": 20, "horizon": 100, "iterations": 3, "repeats": 5}
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Sizes per mode. Training entries: algo, env, tasks, episodes, horizon (+ hidden, iterations, ...).
+QUICK: dict[str, Any] = {
+    "physics": [("point_corner", (16,), 10)],
+    # The same configuration as the peer comparison's "ours": compiled once, used twice.
+    "training": [
+        dict(algo="ppo", env="point_corner", tasks=1, episodes=4, horizon=10, hidden=(64, 64),
+             overrides={"ppo_epochs": 2}, iterations=2, repeats=2),
+    ],
+    "seeds": dict(algo="vpg", env="point_corner", tasks=1, episodes=2, horizon=10, hidden=(8,), seed_counts=(1, 2, 4),
+                  iterations=1, repeats=2),
+    "peer_ppo": dict(env="point_corner", brax_env="inverted_pendulum", num_envs=4, unroll=10, iterations=2, epochs=2,
+                     repeats=2, try_shim=False, brax_timeout_s=150),
+    "multi_device": dict(algo="vpg", env="point_corner", tasks=2, episodes=2, horizon=10, hidden=(8,), iterations=1,
+                         repeats=2, timeout_s=150),
+}
+
+DEFAULT: dict[str, Any] = {
+    "physics": [("point_corner", (1, 16, 128), 100), ("wheeled", (16, 128), 100), ("inverted_pendulum", (16,), 100)],
+    "training": [
+        # Point navigation: the paper networks at a CPU-sized meta-batch (MAML: 40 x 20 x 100 under --full).
+        dict(algo="maml", env="point_corner", tasks=8, episodes=10, horizon=100, policy_rollout=True),
+        dict(algo="vpg", env="point_corner", tasks=8, episodes=10, horizon=100),
+        dict(algo="trpo", env="point_corner", tasks=8, episodes=10, horizon=100),
+        # MAESN on the wheeled robot (MJX), reduced from the paper's 20 x 50 x 200.
+        dict(algo="maesn", env="wheeled", tasks=4, episodes=10, horizon=50, preset="wheeled", iterations=1),
+    ],
+    "seeds": dict(algo="trpo", env="point_corner", tasks=4, episodes=10, horizon=50, seed_counts=(1, 2, 4, 8),
+                  iterations=2, repeats=3),
+    "peer_ppo": dict(env="inverted_pendulum", num_envs=64, unroll=100, iterations=8, epochs=4, repeats=3,
+                     try_shim=True, brax_timeout_s=480),
+    "multi_device": dict(algo="trpo", env="point_corner", tasks=8, episodes=10, horizon=50, iterations=2,
+                         repeats=3, timeout_s=400),
+}
+
+FULL: dict[str, Any] = {
+    "physics": [(family, (1, 128, 1024, 8192), 100)
+                for family in ("point_corner", "wheeled", "ant_goal", "cheetah_vel", "half_cheetah",
+                               "inverted_pendulum")],
+    "training": [
+        dict(algo="maesn", env="wheeled", tasks=20, episodes=50, horizon=200, preset="wheeled", policy_rollout=True),
+        dict(algo="latent_space", env="wheeled", tasks=20, episodes=50, horizon=200, preset="wheeled"),
+        dict(algo="maml", env="cheetah_vel", tasks=40, episodes=20, horizon=200),
+        dict(algo="maml", env="point_corner", tasks=40, episodes=20, horizon=100, policy_rollout=True),
+        dict(algo="metasgd", env="point_corner", tasks=40, episodes=20, horizon=100),
+        dict(algo="maesn", env="point_corner", tasks=20, episodes=50, horizon=100),
+        dict(algo="trpo", env="point_corner", tasks=40, episodes=20, horizon=100),
+    ],
+    "seeds": dict(algo="maml", env="point_corner", tasks=40, episodes=20, horizon=100,
+                  seed_counts=(1, 2, 4, 8, 16), iterations=3, repeats=5),
+    "peer_ppo": dict(env="inverted_pendulum", num_envs=2048, unroll=100, iterations=20, epochs=10, repeats=5,
+                     try_shim=True, brax_timeout_s=600),
+    "multi_device": dict(algo="maml", env="point_corner", tasks=40, episodes=20, horizon=100, iterations=3,
+                         repeats=5, timeout_s=600),
+}
+MODES = {"quick": QUICK, "default": DEFAULT, "full": FULL}
+
+# Keys every record of a kind carries (the test suite checks them).
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "physics": ("family", "num_envs", "num_steps", "steps_per_second", "steps_per_second_spread", "median_s",
+                "spread_s", "compile_s", "peak_bytes", "device"),
+    "training": ("algo", "env", "tasks", "episodes", "horizon", "parallel_envs", "env_steps_per_iteration",
+                 "compile_s", "seconds_per_iteration", "seconds_per_iteration_spread", "meta_iterations_per_s",
+                 "train_env_steps_per_s", "physics_env_steps_per_s", "ratio_train_to_physics", "peak_bytes",
+                 "device"),
+    "seeds": ("algo", "env", "num_seeds", "train_env_steps_per_s", "train_env_steps_per_s_spread", "speedup_vs_1",
+              "first_call_s", "device"),
+    "peer_ppo": ("learner", "env", "parallel_envs", "horizon", "status", "device"),
+    "multi_device": ("status", "num_devices", "device"),
+}
+# Figures that must be finite and > 0 wherever they appear.
+POSITIVE_FIGURES = ("steps_per_second", "physics_steps_per_second", "median_s", "compile_s", "lower_s",
+                    "seconds_per_iteration", "meta_iterations_per_s", "train_env_steps_per_s",
+                    "physics_env_steps_per_s", "ratio_train_to_physics", "policy_rollout_env_steps_per_s",
+                    "ratio_train_to_policy_rollout", "peak_bytes", "program_bytes", "projected_budget_s",
+                    "speedup_vs_1", "first_call_s", "seconds_per_call", "env_steps_per_iteration",
+                    "budget_env_steps", "budget_wall_s", "ratio_to_ours", "physics_compile_s")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="paper sizes (MAML: 40 tasks x 20 episodes x 100)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
-    args = parser.parse_args()
-    env = environment()
-    results = [measure_maml(**(FULL if args.full else QUICK))]
+def _clean(value: Any) -> Any:
+    """JSON-ready: tuples to lists, None-valued keys dropped, numpy/jax scalars to Python numbers."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()
+    return value
+
+
+def _guard(what: str, fn: Callable[[], list[dict]], results: list[dict]) -> None:
+    """Runs one measurement; a failure becomes an ``error`` record instead of ending the run."""
+    start = time.perf_counter()
+    print(f"[bench] {what} ...", flush=True)
     try:
-        from benchmarks import physics
-    except ImportError:
-        physics = None
-    if physics is not None and hasattr(physics, "measure_physics"):
-        for family in ("point_corner", "wheeled"):
-            for num_envs in ((1, 128, 1024, 8192) if args.full else (1, 16, 128)):
-                results.append(physics.measure_physics(family, num_envs, 100, 3))
+        records = fn()
+    except Exception as error:  # noqa: BLE001 - recorded, the other benchmarks still run
+        traceback.print_exc()
+        records = [{"benchmark": "error", "what": what, "exception_type": type(error).__name__,
+                    "exception_message": str(error).splitlines()[0][:500] if str(error) else ""}]
+    for record in records:
+        results.append(_clean(record))
+    print(f"[bench] {what}: {len(records)} record(s) in {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def run(mode: str, sizes: dict[str, Any] | None = None, only: tuple[str, ...] | None = None) -> list[dict]:
+    """All measurements of ``mode``; ``only`` limits them to some kinds.
+
+    In --quick mode the two subprocess measurements (brax's PPO attempt and the forced
+    host devices) start first and run beside the in-process ones: quick figures are
+    for the schema, not for reading. Other modes run everything one after the other.
+    """
+    sizes = sizes or MODES[mode]
+    wanted = set(only or ("training", "physics", "seeds", "peer_ppo", "multi_device"))
+    results: list[dict] = []
+    peer_spec = dict(sizes["peer_ppo"])
+    device_spec = dict(sizes["multi_device"])
+    background: dict[str, Future] = {}
+    pool = ThreadPoolExecutor(max_workers=2) if mode == "quick" else None
+    if pool is not None:
+        if "peer_ppo" in wanted:
+            background["brax"] = pool.submit(
+                peer_ppo.brax_attempts, peer_spec.get("brax_env") or peer_spec["env"], peer_spec["num_envs"],
+                peer_spec["unroll"], peer_spec["iterations"], peer_spec["epochs"], peer_spec["brax_timeout_s"],
+                peer_spec["try_shim"])
+        if "multi_device" in wanted:
+            background["multi_device"] = pool.submit(multi_device.measure_scaling, **device_spec)
+    if "training" in wanted:
+        for entry in sizes["training"]:
+            entry = dict(entry)
+            label = f"training {entry['algo']} {entry['env']} {entry['tasks']}x{entry['episodes']}x{entry['horizon']}"
+            args = {k: entry.pop(k) for k in ("algo", "env", "tasks", "episodes", "horizon")}
+            _guard(label, lambda a=args, e=entry: [training.measure_training(
+                a["algo"], a["env"], a["tasks"], a["episodes"], a["horizon"], **e)], results)
+    if "seeds" in wanted:
+        spec = dict(sizes["seeds"])
+        _guard(f"seeds {spec['algo']} {spec['env']} N={spec['seed_counts']}",
+               lambda: seeds.measure_seeds(**spec), results)
+    if "peer_ppo" in wanted:
+        _guard(f"peer_ppo {peer_spec['env']}", lambda: peer_ppo.compare(
+            **peer_spec, attempts=background["brax"].result() if "brax" in background else None), results)
+    if "multi_device" in wanted:
+        _guard("multi_device", lambda: (background["multi_device"].result() if "multi_device" in background
+                                        else multi_device.measure_scaling(**device_spec)), results)
+    if pool is not None:
+        pool.shutdown()
+    if "physics" in wanted:
+        for family, env_counts, num_steps in sizes["physics"]:
+            for num_envs in env_counts:
+                def measure(f=family, n=num_envs, s=num_steps) -> list[dict]:
+                    physics.measure_physics_once(f, n, s)
+                    return []  # collected below with the training sizes
+
+                _guard(f"physics {family} x{num_envs}", measure, results)
+        # Every physics record of this process: the table's sizes and the training sizes.
+        results.extend(_clean(r) for r in physics.measured_records())
+    return results
+
+
+def result_name(env: dict[str, Any], mode: str) -> str:
+    device = env["platform"]
+    kind = env["device"].split(":", 1)[1].rsplit(" x", 1)[0] if ":" in env["device"] else ""
+    if device != "cpu" and kind:
+        device += "-" + re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-")
+    suffix = "" if mode == "default" else f"-{mode}"
+    return f"{device}-{env['date']}{suffix}.json"
+
+
+def check_figures(results: list[dict]) -> list[str]:
+    """Problems: error records, missing keys, and non-finite or non-positive figures."""
+    problems = []
+    for i, record in enumerate(results):
+        kind = record.get("benchmark")
+        if kind not in REQUIRED_KEYS:
+            problems.append(f"record {i}: {kind!r}: {record.get('exception_type', '')} "
+                            f"{record.get('exception_message', '')}")
+            continue
+        missing = [k for k in REQUIRED_KEYS[kind] if k not in record]
+        if missing:
+            problems.append(f"record {i} ({kind}): missing {missing}")
+        for key, value in record.items():
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    continue
+                if not math.isfinite(v):
+                    problems.append(f"record {i} ({kind}): {key} = {v} is not finite")
+                elif key in POSITIVE_FIGURES and v <= 0:
+                    problems.append(f"record {i} ({kind}): {key} = {v} is not positive")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="the papers' sizes (use a GPU)")
+    size.add_argument("--quick", action="store_true", help="tiny sizes for the test suite (< 60 s on CPU)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder of the JSON results")
+    parser.add_argument("--results_md", default=None,
+                        help="markdown file whose generated tables are regenerated (default: benchmarks/RESULTS.md; "
+                             "--quick updates none unless this is given)")
+    parser.add_argument("--only", default=None, help="comma-separated subset of: " + ", ".join(REQUIRED_KEYS))
+    parser.add_argument("--compilation_cache", default=None,
+                        help="persistent XLA cache folder (compile times are then cache hits when warm)")
+    args = parser.parse_args(argv)
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+    mode = "full" if args.full else "quick" if args.quick else "default"
+    only = tuple(s for s in args.only.split(",") if s) if args.only else None
+    if only and set(only) - set(REQUIRED_KEYS):
+        parser.error(f"--only: unknown {sorted(set(only) - set(REQUIRED_KEYS))}; valid: {list(REQUIRED_KEYS)}")
+    results_md = args.results_md or (None if args.quick else os.path.join(HERE, "RESULTS.md"))
+
+    start = time.perf_counter()
+    env = environment()
+    results = run(mode, only=only)
+    data = {
+        "environment": env,
+        "mode": mode,
+        "command": " ".join(["python -m benchmarks.run", *argv]),
+        "wall_s": time.perf_counter() - start,
+        "results": results,
+    }
     os.makedirs(args.out, exist_ok=True)
-    name = f"{env['device'].split(':')[0]}-{env['date']}.json"
-    with open(os.path.join(args.out, name), "w") as f:
-        json.dump({"environment": env, "full": args.full, "results": results}, f, indent=2)
-    print(json.dumps(env))
-    for r in results:
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
-    print(f"wrote {os.path.join(args.out, name)}")
+    path = os.path.join(args.out, result_name(env, mode))
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+    if results_md:
+        tables.update_results_md(results_md, data)
+    for block in tables.render(data).values():
+        print(block, end="\n\n")
+    problems = check_figures(results)
+    for problem in problems:
+        print(f"[bench] problem: {problem}", flush=True)
+    print(f"wrote {path}" + (f" and the tables of {results_md}" if results_md else ""))
+    return data
 
 
 if __name__ == "__main__":

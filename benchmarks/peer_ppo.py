@@ -1,0 +1,222 @@
+r"""Peer comparison: our single-task PPO against brax's PPO on the same MJX environment.
+
+    python -m benchmarks.peer_ppo --env inverted_pendulum --num_envs 64 --unroll 100 --iterations 10
+
+Both learners get the same environment object (our ``envs.make(env)`` family; for brax,
+its wrapped ``brax.envs.Env``), the same number of parallel environments, the same
+unroll length (= our horizon), the same number of PPO epochs per batch, a (64, 64) tanh
+policy and the same env-step budget. Reported: training env steps/s (after compilation)
+and the return after the budget.
+
+Honest differences: our PPO is full-batch (one gradient step per epoch over the whole
+batch, no minibatches) with a linear feature baseline; brax's PPO is configured here
+with one minibatch per epoch too, but learns a value network (64, 64), normalises
+observations and bootstraps truncated episodes. brax reports the mean return of its
+evaluation episodes, we report the mean return of the last training batch.
+
+brax runs in a subprocess with a timeout: brax 0.14.2 calls APIs that newer jax
+removed. The first attempt runs brax unmodified and records the exception (type,
+message, the first line of brax code in the traceback). If it fails on
+``jax.device_put_replicated`` only, a second attempt installs a one-function shim
+(``device_put_replicated(x, devices)`` = ``device_put`` of x stacked once per device
+with a ``PmapSharding``) and is labelled as such. Without brax, our PPO is compared with
+the raw physics limit (``benchmarks.physics``) at the same number of environments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from typing import Any
+
+import jax
+
+from benchmarks.timing import compilation_cache_dir, environment
+from benchmarks.training import measure_training
+
+HIDDEN = (64, 64)
+
+
+def measure_ours(env_name: str, num_envs: int, unroll: int, iterations: int, epochs: int,
+                 repeats: int = 3) -> dict[str, Any]:
+    """Our PPO: throughput record (with the physics ratio) plus the return after ``iterations`` updates."""
+    return measure_training("ppo", env_name, 1, num_envs, unroll, iterations=min(iterations, 2), repeats=repeats,
+                            hidden=HIDDEN, overrides={"ppo_epochs": epochs}, physics_ratio=True,
+                            return_after=iterations)
+
+
+def _brax_worker(args: argparse.Namespace) -> None:
+    """Runs brax's PPO (inside the subprocess) and writes a JSON result, or the exception."""
+    result: dict[str, Any] = {"shim": args.shim}
+    try:
+        if args.shim:
+            import jax.numpy as jnp
+
+            def device_put_replicated(x, devices):
+                # A copy of x per device, stacked on a leading axis: what brax's pmapped functions expect.
+                return jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
+
+            jax.device_put_replicated = device_put_replicated
+        import functools
+
+        from brax.training.agents.ppo import networks as ppo_networks
+        from brax.training.agents.ppo import train as brax_ppo
+
+        from metarl_jax import envs
+
+        family = envs.make(args.env, episode_length=args.unroll)
+        progress: list[dict[str, float]] = []
+        start = time.perf_counter()
+
+        def progress_fn(step, metrics):
+            progress.append({"step": float(step), "t": time.perf_counter() - start,
+                             **{k: float(v) for k, v in metrics.items() if "sps" in k or "episode_reward" in k}})
+
+        network = functools.partial(ppo_networks.make_ppo_networks, policy_hidden_layer_sizes=HIDDEN,
+                                    value_hidden_layer_sizes=HIDDEN)
+        brax_ppo.train(environment=family.env, num_timesteps=args.num_envs * args.unroll * args.iterations,
+                       episode_length=args.unroll, num_envs=args.num_envs, batch_size=args.num_envs,
+                       num_minibatches=1, unroll_length=args.unroll, num_updates_per_batch=args.epochs,
+                       num_evals=args.num_evals, learning_rate=3e-4, entropy_cost=0.0, discounting=0.99,
+                       gae_lambda=0.95, clipping_epsilon=0.2, normalize_observations=True,
+                       network_factory=network, progress_fn=progress_fn, seed=0)
+        result.update({"status": "ok", "wall_s": time.perf_counter() - start, "progress": progress})
+    except Exception as error:  # noqa: BLE001 - the point is to record it
+        frames = traceback.extract_tb(error.__traceback__)
+        brax_frames = [f for f in frames if f"{os.sep}brax{os.sep}" in f.filename]
+        where = brax_frames[-1] if brax_frames else (frames[-1] if frames else None)
+        result.update({
+            "status": "error",
+            "exception_type": type(error).__name__,
+            "exception_message": str(error).splitlines()[0][:500] if str(error) else "",
+            "where": (f"{where.filename.split('site-packages' + os.sep)[-1]}:{where.lineno}: {where.line}"
+                      if where else ""),
+        })
+    with open(args.json_out, "w") as f:
+        json.dump(result, f)
+
+
+def run_brax(env_name: str, num_envs: int, unroll: int, iterations: int, epochs: int, shim: bool,
+             timeout_s: float, num_evals: int = 5) -> dict[str, Any]:
+    """brax's PPO in a subprocess; returns its JSON result (status ok / error / timeout)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "brax.json")
+        command = [sys.executable, "-m", "benchmarks.peer_ppo", "--brax_worker", "--env", env_name,
+                   "--num_envs", str(num_envs), "--unroll", str(unroll), "--iterations", str(iterations),
+                   "--epochs", str(epochs), "--num_evals", str(num_evals), "--json_out", out]
+        if shim:
+            command.append("--shim")
+        if compilation_cache_dir():
+            command += ["--compilation_cache", compilation_cache_dir()]
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return {"status": "timeout", "shim": shim, "exception_type": "TimeoutExpired",
+                    "exception_message": f"brax PPO did not finish within {timeout_s:.0f} s"}
+        if not os.path.exists(out):
+            lines = (proc.stderr or proc.stdout or "no output").strip().splitlines()
+            return {"status": "error", "shim": shim, "exception_type": "SubprocessError",
+                    "exception_message": lines[-1][:500] if lines else f"exit status {proc.returncode}"}
+        with open(out) as f:
+            result = json.load(f)
+        result["subprocess_s"] = time.perf_counter() - start
+        return result
+
+
+def brax_attempts(env_name: str, num_envs: int, unroll: int, iterations: int, epochs: int,
+                  brax_timeout_s: float = 300, try_shim: bool = True) -> list[dict[str, Any]]:
+    """brax unmodified; if that fails on ``device_put_replicated`` only, again with the shim."""
+    attempts = [run_brax(env_name, num_envs, unroll, iterations, epochs, False, brax_timeout_s)]
+    if (try_shim and attempts[0]["status"] == "error"
+            and "device_put_replicated" in attempts[0].get("exception_message", "")):
+        attempts.append(run_brax(env_name, num_envs, unroll, iterations, epochs, True, brax_timeout_s))
+    return attempts
+
+
+def compare(env: str, num_envs: int, unroll: int, iterations: int, epochs: int = 10, repeats: int = 3,
+            brax_timeout_s: float = 300, try_shim: bool = True, brax_env: str | None = None,
+            attempts: list[dict[str, Any]] | None = None) -> list[dict]:
+    """Records: ours (with its physics ratio) and brax's attempt(s).
+
+    ``brax_env`` runs brax on another family than ours (the quick test sizes use a cheap
+    point family for ours); ``attempts`` passes brax results already obtained (run.py
+    starts them in the background in --quick mode).
+    """
+    brax_env = brax_env or env
+    ours = measure_ours(env, num_envs, unroll, iterations, epochs, repeats)
+    ours["benchmark"] = "peer_ppo"
+    ours["learner"] = "metarl_jax ppo (full batch, linear baseline)"
+    ours["status"] = "measured"
+    records = [ours]
+    if attempts is None:
+        attempts = brax_attempts(brax_env, num_envs, unroll, iterations, epochs, brax_timeout_s, try_shim)
+    for attempt in attempts:
+        record: dict[str, Any] = {
+            "benchmark": "peer_ppo",
+            "learner": "brax ppo" + (" + device_put_replicated shim" if attempt.get("shim") else " (unmodified)"),
+            "env": brax_env,
+            "parallel_envs": num_envs,
+            "horizon": unroll,
+            "hidden": list(HIDDEN),
+            "ppo_epochs": epochs,
+            "status": attempt["status"],
+            "device": ours["device"],
+        }
+        if attempt["status"] == "ok":
+            trained = [p for p in attempt["progress"] if "training/sps" in p]
+            evals = [p for p in attempt["progress"] if "eval/episode_reward" in p]
+            if trained:
+                # The last epoch's training/sps excludes compilation. With the shim the SECOND epoch
+                # compiles again (its inputs now carry pmap's output sharding), hence >= 3 epochs.
+                record["train_env_steps_per_s"] = trained[-1]["training/sps"]
+                record["training_sps_per_epoch"] = [p["training/sps"] for p in trained]
+                record["ratio_to_ours"] = trained[-1]["training/sps"] / ours["train_env_steps_per_s"]
+            if evals:
+                record["first_return"] = evals[0]["eval/episode_reward"]
+                record["final_return"] = evals[-1]["eval/episode_reward"]
+                record["budget_env_steps"] = evals[-1]["step"]
+            record["budget_wall_s"] = attempt["wall_s"]  # includes brax's compilation and evaluations
+        else:
+            record.update({k: attempt.get(k, "") for k in ("exception_type", "exception_message", "where")})
+        records.append(record)
+    return records
+
+
+def main(argv: list[str] | None = None) -> list[dict] | None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="inverted_pendulum")
+    parser.add_argument("--num_envs", type=int, default=64)
+    parser.add_argument("--unroll", type=int, default=100)
+    parser.add_argument("--iterations", type=int, default=10, help="PPO updates in the env-step budget")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--num_evals", type=int, default=5,
+                        help="brax evaluations; num_evals - 1 training epochs (>= 3: the first two may compile)")
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--brax_worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--shim", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json_out", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--compilation_cache", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+    if args.brax_worker:
+        _brax_worker(args)
+        return None
+    records = compare(args.env, args.num_envs, args.unroll, args.iterations, args.epochs,
+                      brax_timeout_s=args.timeout)
+    print(json.dumps({"environment": environment(), "results": records}, indent=2))
+    return records
+
+
+if __name__ == "__main__":
+    main()

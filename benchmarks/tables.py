@@ -1,0 +1,213 @@
+"""Markdown tables from the benchmark records, spliced into RESULTS.md between markers.
+
+Each generated block sits between ``<!-- BEGIN GENERATED: name -->`` and
+``<!-- END GENERATED: name -->``; everything outside the markers is hand-written and
+left untouched. A block whose markers are missing is appended at the end of the file.
+Every block starts with a header line naming the device, the versions, the date and
+the exact command that produced it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+SECTIONS = ("summary", "physics", "training", "budget", "seeds", "peer_ppo", "multi_device")
+TITLES = {
+    "summary": "Run",
+    "physics": "Physics throughput",
+    "training": "Training throughput and the ratio to physics",
+    "budget": "Projected wall clock of the papers' budgets",
+    "seeds": "Independent seeds in one program",
+    "peer_ppo": "Peer comparison: PPO",
+    "multi_device": "Multi-device scaling",
+}
+
+
+def begin_marker(name: str) -> str:
+    return f"<!-- BEGIN GENERATED: {name} -->"
+
+
+def end_marker(name: str) -> str:
+    return f"<!-- END GENERATED: {name} -->"
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, (int, float)):
+        if digits == 0:
+            return f"{value:,.0f}"
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _sig(value: Any) -> str:
+    """Three significant digits (ratios, seconds)."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "–"
+    if value == 0:
+        return "0"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _mb(value: Any) -> str:
+    return "–" if not isinstance(value, (int, float)) else f"{value / 2**20:,.1f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def header(environment: dict[str, Any], command: str) -> str:
+    cache = environment.get("compilation_cache")
+    cache_note = (f"; persistent compilation cache `{cache}` on, so compile times may be cache hits"
+                  if cache else "; no persistent compilation cache (compile times are cold)")
+    return (f"Device `{environment['device']}` ({environment.get('cpu', '')}), Python {environment.get('python')}, "
+            f"jax {environment['jax']}, jaxlib {environment['jaxlib']}, mujoco {environment['mujoco']}, "
+            f"mujoco-mjx {environment['mujoco-mjx']}, brax {environment.get('brax')}, {environment['date']}; "
+            f"command `{command}`{cache_note}.")
+
+
+def _table(columns: list[str], rows: list[list[str]], align: str | None = None) -> str:
+    align = align or "".join("l" if i == 0 else "r" for i in range(len(columns)))
+    rule = "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"
+    lines = ["| " + " | ".join(columns) + " |", rule]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary_table(data: dict[str, Any]) -> str:
+    env = data["environment"]
+    counts: dict[str, int] = {}
+    for r in data["results"]:
+        counts[r["benchmark"]] = counts.get(r["benchmark"], 0) + 1
+    rows = [["mode", data["mode"]], ["records", ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))],
+            ["devices", f"{env['device_count']} × {env['platform']}"],
+            ["wall time of the run", _duration(data.get("wall_s", 0.0))]]
+    return _table(["", ""], rows, "ll")
+
+
+def physics_table(records: list[dict]) -> str:
+    rows = []
+    for r in sorted(records, key=lambda r: (r["family"], r["num_envs"])):
+        low, high = r["steps_per_second_spread"]
+        rows.append([r["family"], str(r["num_envs"]), str(r["num_steps"]), _num(r["steps_per_second"]),
+                     f"{_num(low)}–{_num(high)}", _num(r["physics_steps_per_second"]), _sig(r["compile_s"]),
+                     _mb(r.get("program_bytes"))])
+    return _table(["family", "envs", "steps", "env steps/s (median)", "spread (min–max)", "physics steps/s",
+                   "compile (s)", "program MiB"], rows)
+
+
+def training_table(records: list[dict]) -> str:
+    rows = []
+    for r in records:
+        low, high = r["seconds_per_iteration_spread"]
+        rows.append([
+            r["algo"], r["env"], f"{r['tasks']}×{r['episodes']}×{r['horizon']}", str(r["parallel_envs"]),
+            f"{r['optimizer']} {'x'.join(str(h) for h in r['hidden'])}",
+            _sig(r["seconds_per_iteration"]) + f" ({_sig(low)}–{_sig(high)})",
+            _sig(r["meta_iterations_per_s"]), _num(r["train_env_steps_per_s"]),
+            _num(r.get("physics_env_steps_per_s")), f"**{_sig(r.get('ratio_train_to_physics'))}**",
+            _sig(r["compile_s"]), _mb(r.get("program_bytes")), _mb(r.get("peak_bytes")),
+        ])
+    return _table(["algo", "env", "tasks×episodes×T", "parallel envs", "outer opt, net",
+                   "s / iteration (min–max)", "its/s", "train env steps/s", "physics env steps/s",
+                   "ratio train/physics", "compile (s)", "program MiB", "peak MiB"], rows)
+
+
+def budget_table(records: list[dict]) -> str:
+    rows = []
+    for r in records:
+        if "projected_budget_s" not in r:
+            continue
+        rows.append([
+            r["algo"], r["env"], r["paper_budget"],
+            f"{r['tasks']}×{r['episodes']}×{r['horizon']}" + (" (paper size)" if r["paper_size_measured"] else ""),
+            _num(r["paper_env_steps_per_iteration"]), _num(r["train_env_steps_per_s"]),
+            _sig(r["compile_s"]), f"**{_duration(r['projected_budget_s'])}**",
+        ])
+    if not rows:
+        rows.append(["–", "–", "no record with a paper budget in this run", "–", "–", "–", "–", "–"])
+    return _table(["algo", "env", "paper budget", "measured at", "env steps / paper iteration",
+                   "measured env steps/s", "compile (s)", "projected wall clock"], rows)
+
+
+def seeds_table(records: list[dict]) -> str:
+    rows = []
+    for r in records:
+        low, high = r["train_env_steps_per_s_spread"]
+        rows.append([f"{r['algo']} {r['env']} {r['tasks']}×{r['episodes']}×{r['horizon']}", str(r["num_seeds"]),
+                     _num(r["train_env_steps_per_s"]), f"{_num(low)}–{_num(high)}", _sig(r["speedup_vs_1"]),
+                     _sig(r["first_call_s"])])
+    return _table(["run", "seeds N", "env steps/s (all seeds)", "spread (min–max)", "speed-up vs N = 1",
+                   "first call incl. compile (s)"], rows)
+
+
+def peer_table(records: list[dict]) -> str:
+    rows = []
+    for r in records:
+        status = r.get("status", "ok")
+        if status not in ("ok", "measured") and "exception_type" in r:
+            status = f"{status}: `{r['exception_type']}: {r.get('exception_message', '')}`"
+            if r.get("where"):
+                status += f" at `{r['where']}`"
+        returns = (f"{_sig(r['first_return'])} → {_sig(r['final_return'])}" if "final_return" in r else "–")
+        rows.append([r["learner"], r["env"], str(r["parallel_envs"]), str(r["horizon"]),
+                     _num(r.get("train_env_steps_per_s")), _num(r.get("physics_env_steps_per_s")),
+                     _sig(r.get("ratio_train_to_physics")), _num(r.get("budget_env_steps")), returns, status])
+    return _table(["learner", "env", "parallel envs", "unroll", "train env steps/s", "physics env steps/s",
+                   "ratio to physics", "env-step budget", "return first → final", "status"], rows,
+                  "lllrrrrrll")
+
+
+def multi_device_table(records: list[dict]) -> str:
+    rows = []
+    for r in records:
+        rows.append([r["status"], "yes" if r.get("forced_host_devices") else "no", str(r["num_devices"]),
+                     f"{r['algo']} {r['env']} {r['tasks']}×{r['episodes']}×{r['horizon']}" if "algo" in r else "–",
+                     _num(r.get("train_env_steps_per_s")), _sig(r.get("speedup_vs_1")), _sig(r.get("compile_s"))])
+    return _table(["status", "forced host devices", "devices", "run", "env steps/s", "speed-up vs 1",
+                   "compile (s)"], rows, "lllrrrr")
+
+
+def render(data: dict[str, Any]) -> dict[str, str]:
+    """Every section's generated block (header line + table)."""
+    by_kind: dict[str, list[dict]] = {}
+    for r in data["results"]:
+        by_kind.setdefault(r["benchmark"], []).append(r)
+    head = header(data["environment"], data["command"])
+    bodies = {
+        "summary": summary_table(data),
+        "physics": physics_table(by_kind.get("physics", [])),
+        "training": training_table(by_kind.get("training", [])),
+        "budget": budget_table(by_kind.get("training", [])),
+        "seeds": seeds_table(by_kind.get("seeds", [])),
+        "peer_ppo": peer_table(by_kind.get("peer_ppo", [])),
+        "multi_device": multi_device_table(by_kind.get("multi_device", [])),
+    }
+    return {name: f"{head}\n\n{bodies[name]}" for name in SECTIONS}
+
+
+def splice(text: str, blocks: dict[str, str]) -> str:
+    """Replaces each block between its markers; appends blocks whose markers are missing."""
+    for name, block in blocks.items():
+        pattern = re.compile(re.escape(begin_marker(name)) + r".*?" + re.escape(end_marker(name)), re.DOTALL)
+        replacement = f"{begin_marker(name)}\n{block}\n{end_marker(name)}"
+        if pattern.search(text):
+            text = pattern.sub(lambda _m, r=replacement: r, text, count=1)
+        else:
+            text = text.rstrip("\n") + f"\n\n## {TITLES.get(name, name)} (generated)\n\n{replacement}\n"
+    return text
+
+
+def update_results_md(path: str, data: dict[str, Any]) -> None:
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(splice(text, render(data)))
