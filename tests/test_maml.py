@@ -251,3 +251,23 @@ def test_metasgd_meta_gradient_of_the_learned_step_size():
 
     curve = algo.evaluate(algo.init(jax.random.key(2)), algo.family.task_set("val", 2), jax.random.key(3))
     assert curve.returns.shape == (2, algo.config.eval_adaptation_steps + 1)
+
+
+def test_cg_subsample_fisher_uses_every_other_task():
+    """cg_subsample = 0.5: CG's Fisher products see tasks 0, 2, ...; the loss and line search see all."""
+    family = envs.make("point_corner", episode_length=10)
+    config = algos.preset("maml", "smoke").replace(hidden_sizes=(8,), meta_batch_size=4, episodes_per_task=8,
+                                                   cg_subsample=0.5)
+    algo = algos.make("maml", family, config)
+    assert algos.make("maml", family, config.replace(cg_subsample=1.0)).fisher_objective(None, None) is None
+    ts = algo.init(jax.random.key(0))
+    inner, post, _ = algo.collect(ts.params, jax.random.key(1), jax.random.key(2))
+    subsampled = algo.fisher_objective(inner, post)(ts.params)
+    every_other = jax.tree.map(lambda x: x[::2], (inner, post))
+    reference = algo.meta_objective(ts.params, *every_other)
+    assert jax.tree.leaves(subsampled.fisher_outputs)[0].shape[0] == 2
+    for a, b in zip(jax.tree.leaves(subsampled), jax.tree.leaves(reference)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    ts, metrics = algo.train(ts, 2)
+    assert np.all(np.isfinite(metrics["train/loss"])) and float(np.max(metrics["train/step_accepted"])) == 1.0
+    assert algo.trace_count == 1

@@ -68,8 +68,11 @@ def test_hessian_vector_product_nonquadratic():
 OBS, ACT, N = 2, 1, 64
 
 
-def _linear_gaussian_problem(seed: int = 6, zero_adv: bool = False):
-    """A linear-Gaussian policy; fixed random states, actions sampled from the old policy, advantages."""
+def _linear_gaussian_problem(seed: int = 6, zero_adv: bool = False, subsample_kl: bool = False):
+    """A linear-Gaussian policy; fixed random states, actions sampled from the old policy, advantages.
+
+    With ``subsample_kl`` also returns the KL on every other state (a Fisher subsample).
+    """
     rng = np.random.default_rng(seed)
     params0 = {
         "w": jnp.asarray(rng.normal(scale=0.5, size=(OBS, ACT)), jnp.float32),
@@ -92,6 +95,8 @@ def _linear_gaussian_problem(seed: int = 6, zero_adv: bool = False):
         ratio = jnp.exp(new.log_prob(actions) - old_log_probs)
         return -jnp.mean(ratio * adv), jnp.mean(old.kl(new))
 
+    if subsample_kl:
+        return params0, loss_and_kl, lambda p: jnp.mean(old.kl(dist(p))[::2])
     return params0, loss_and_kl
 
 
@@ -129,6 +134,35 @@ def test_trpo_step_respects_trust_region_and_follows_natural_gradient():
     np.testing.assert_allclose(float(info.grad_norm), np.linalg.norm(g), rtol=1e-5)
     # The quadratic model is good here: the accepted KL is close to the bound (1st or 2nd try).
     assert kl1 > 0.25 * max_kl
+
+
+def test_trpo_step_with_a_subsampled_fisher_follows_its_natural_gradient():
+    """rllab's subsample_factor: CG (and β) use the KL Hessian of half the states; the full KL is checked."""
+    params0, loss_and_kl, half_kl = _linear_gaussian_problem(subsample_kl=True)
+    max_kl, ratio = 0.01, 0.8
+    new_params, info = jax.jit(lambda p: optim.trpo_step(loss_and_kl, p, max_kl, backtrack_ratio=ratio,
+                                                         fisher_kl_fn=half_kl))(params0)
+    assert bool(info.accepted)
+    flat0, unravel = ravel_pytree(params0)
+    g = np.asarray(jax.grad(lambda f: loss_and_kl(unravel(f))[0])(flat0), np.float64)
+    fisher = np.asarray(jax.hessian(lambda f: half_kl(unravel(f)))(flat0), np.float64) + 1e-5 * np.eye(g.size)
+    full_fisher = np.asarray(jax.hessian(lambda f: loss_and_kl(unravel(f))[1])(flat0), np.float64)
+    assert np.abs(fisher - full_fisher).max() > 1e-2  # the subsample is a different matrix
+    x = np.linalg.solve(fisher, g)
+    expected_step = -(ratio ** int(info.num_backtracks)) * np.sqrt(2 * max_kl / (x @ fisher @ x)) * x
+    np.testing.assert_allclose(np.asarray(ravel_pytree(new_params)[0] - flat0), expected_step, rtol=2e-3, atol=1e-5)
+    assert float(loss_and_kl(new_params)[1]) <= max_kl  # the line search checks the full KL
+
+
+def test_trpo_optimizer_uses_the_fisher_objective_only_for_the_fisher():
+    """Passing the objective itself as the Fisher objective changes nothing (bit for bit)."""
+    opt = optim.trpo(0.01)
+    objective = _objective_fn(FINITE_ADV)
+    params = {"mu": jnp.asarray(MU0)}
+    plain = jax.jit(lambda p: opt.update(objective, p, opt.init(p)))(params)
+    explicit = jax.jit(lambda p: opt.update(objective, p, opt.init(p), objective))(params)
+    assert _tree_equal(plain[0], explicit[0])
+    assert float(plain[2]["kl"]) > 0
 
 
 def _assert_rejected(params0, new_params, info):

@@ -35,6 +35,9 @@ class PolicyGradientConfig(AlgoConfig):
     max_kl: float = positive(0.01)
     cg_iters: int = positive(10)
     cg_damping: float = non_negative(1e-5)
+    # Fraction of the batch (tasks; episodes for single-task learners) in CG's Fisher-vector
+    # products: rllab's subsample_factor. 1: the whole batch (MAML, MAESN).
+    cg_subsample: float = in_range(1.0, 0.0, 1.0, low_inclusive=False)
     backtrack_ratio: float = in_range(0.8, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
     max_backtracks: int = positive(15)
     learning_rate: float = positive(1e-3)  # Adam, for "ppo" and "vpg"
@@ -77,6 +80,14 @@ def make_optimizer(config: PolicyGradientConfig) -> optim.PolicyOptimizer:
     if config.optimizer == "ppo":
         return optim.ppo(config.learning_rate, config.ppo_clip, config.ppo_epochs)
     return optim.vpg(config.learning_rate)
+
+
+def subsample(tree: Any, fraction: float, axis: int = 0) -> Any:
+    """Every round(1/fraction)-th entry along ``axis`` (a uniform subsample of i.i.d. tasks or episodes)."""
+    stride = max(1, round(1.0 / fraction))
+    if stride == 1:
+        return tree
+    return jax.tree.map(lambda x: jax.lax.slice_in_dim(x, 0, None, stride, axis), tree)
 
 
 def task_advantages(trajectories: Trajectory, config: PolicyGradientConfig, reward_kind: str) -> jax.Array:

@@ -330,9 +330,12 @@ class MAESN(Algorithm):
         cfg = self.config
         ts, (key,) = split_rng(ts, 1)
         task_indices, pre_batches, post_batches, sampled_latents = self.collect(ts.params, key)
+        batch = (task_indices, pre_batches, post_batches, sampled_latents)
+        # CG's Fisher products on a task subsample (cg_subsample < 1; the line search sees every task).
+        fisher_batch = common.subsample(batch, cfg.cg_subsample)
         params, opt_state, info = self.optimizer.update(
-            lambda p: self.meta_objective(p, task_indices, pre_batches, post_batches, sampled_latents),
-            ts.params, ts.opt_state)
+            lambda p: self.meta_objective(p, *batch), ts.params, ts.opt_state,
+            None if cfg.cg_subsample == 1.0 else lambda p: self.meta_objective(p, *fisher_batch))
         params = self.shard_latent_tables(params)
 
         pre, _ = pre_batches

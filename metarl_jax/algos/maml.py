@@ -159,11 +159,19 @@ class MAML(Algorithm):
         sample_keys = self.shard(jax.random.split(sample_key, cfg.meta_batch_size))
         return jax.vmap(self.sample_adaptation, in_axes=(None, 0, 0))(params, tasks, sample_keys)
 
+    def fisher_objective(self, inner_batches, post_batches, *args):
+        """The outer objective on a task subsample for CG's Fisher products (None: the whole batch)."""
+        if self.config.cg_subsample == 1.0:
+            return None
+        sub_inner, sub_post = common.subsample((inner_batches, post_batches), self.config.cg_subsample)
+        return lambda p: self.meta_objective(p, sub_inner, sub_post, *args)
+
     def _train_step(self, ts: TrainState):
         ts, (task_key, sample_key) = split_rng(ts, 2)
         inner_batches, post_batches, adaptation_distance = self.collect(ts.params, task_key, sample_key)
         params, opt_state, info = self.optimizer.update(
-            lambda p: self.meta_objective(p, inner_batches, post_batches), ts.params, ts.opt_state)
+            lambda p: self.meta_objective(p, inner_batches, post_batches), ts.params, ts.opt_state,
+            self.fisher_objective(inner_batches, post_batches))
         ts = self.apply_update(ts, params, opt_state, info)
         return ts, self.train_metrics(ts, inner_batches, post_batches, adaptation_distance, info)
 

@@ -93,8 +93,11 @@ class _PolicyGradient(Algorithm):
         trajectories = rollout_tasks(self.family, self.policy, ts.params, tasks, sample_key, cfg.episodes_per_task)
         adv = common.task_advantages(trajectories, cfg, cfg.train_reward)
 
+        # CG's Fisher products on an episode subsample when cg_subsample < 1 (axis 1: [tasks, episodes, T]).
+        fisher_batch = common.subsample((trajectories, adv), cfg.cg_subsample, axis=1)
         params, opt_state, info = self.optimizer.update(
-            lambda p: common.importance_objective(self.policy, p, trajectories, adv), ts.params, ts.opt_state)
+            lambda p: common.importance_objective(self.policy, p, trajectories, adv), ts.params, ts.opt_state,
+            None if cfg.cg_subsample == 1.0 else lambda p: common.importance_objective(self.policy, p, *fisher_batch))
         ts = ts.replace(params=params, opt_state=opt_state, step=ts.step + 1,
                         nonfinite_updates=ts.nonfinite_updates + info["nonfinite"])
         steps_per_iteration = cfg.tasks_per_iteration * cfg.episodes_per_task * self.family.episode_length

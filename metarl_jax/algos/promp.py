@@ -139,7 +139,8 @@ class ProMP(maml.MAML):
         ts, (task_key, sample_key) = split_rng(ts, 2)
         inner_batches, post_batches, adaptation_distance = self.collect(ts.params, task_key, sample_key)
         params, opt_state, info = self.optimizer.update(
-            lambda p: self.meta_objective(p, inner_batches, post_batches, coeff), ts.params, ts.opt_state)
+            lambda p: self.meta_objective(p, inner_batches, post_batches, coeff), ts.params, ts.opt_state,
+            self.fisher_objective(inner_batches, post_batches, coeff))
 
         inner_kl = self.inner_kls(params, inner_batches)
         if cfg.adaptive_inner_kl:

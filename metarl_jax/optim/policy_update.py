@@ -49,8 +49,14 @@ ObjectiveFn = Callable[[Any], PolicyObjective]
 
 
 class PolicyOptimizer(NamedTuple):
+    """``update(objective_fn, params, opt_state, fisher_objective_fn=None) -> (params, opt_state, info)``.
+
+    ``fisher_objective_fn`` (TRPO only): the objective on a subsample of the batch, used for
+    the Fisher-vector products of conjugate gradient (rllab's ``subsample_factor``).
+    """
+
     init: Callable[[Any], Any]
-    update: Callable[[ObjectiveFn, Any, Any], tuple[Any, Any, dict]]
+    update: Callable[..., tuple[Any, Any, dict]]
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -70,7 +76,9 @@ def _loss(objective: PolicyObjective, clip: float | None = None) -> jax.Array:
 
 
 def _gradient_optimizer(tx: optax.GradientTransformation, num_epochs: int, clip: float | None) -> PolicyOptimizer:
-    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any):
+    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any, fisher_objective_fn: Any = None):
+        del fisher_objective_fn  # first-order: no Fisher
+
         def loss_fn(p):
             objective = objective_fn(p)
             return _loss(objective, clip), objective.kl
@@ -120,19 +128,22 @@ def trpo(
 ) -> PolicyOptimizer:
     """TRPO on the unclipped importance-sampled surrogate; stateless."""
 
-    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any):
+    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any, fisher_objective_fn: Any = None):
+        fisher_fn = objective_fn if fisher_objective_fn is None else fisher_objective_fn
+
         def loss_and_kl(p):
             objective = objective_fn(p)
             return _loss(objective), objective.kl
 
         def fisher_outputs(p):
-            objective = objective_fn(p)
+            objective = fisher_fn(p)
             return objective.fisher_outputs, objective.fisher_weights
 
-        if objective_fn(params).fisher_outputs is None:  # traced for its structure only
+        if fisher_fn(params).fisher_outputs is None:  # traced for its structure only
             fisher_outputs = None
         new_params, info = trpo_step(
-            loss_and_kl, params, max_kl, cg_iters, cg_damping, backtrack_ratio, max_backtracks, fisher_outputs
+            loss_and_kl, params, max_kl, cg_iters, cg_damping, backtrack_ratio, max_backtracks, fisher_outputs,
+            fisher_kl_fn=None if fisher_objective_fn is None else lambda p: fisher_fn(p).kl,
         )
         finite = jnp.isfinite(info.loss_before) & jnp.isfinite(info.grad_norm)
         new_params, _ = guard_nonfinite(params, new_params, finite)

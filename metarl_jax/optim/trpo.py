@@ -86,17 +86,23 @@ def trpo_step(
     backtrack_ratio: float = 0.8,
     max_backtracks: int = 15,
     fisher_outputs: Callable[[Any], tuple[Any, Any]] | None = None,
+    fisher_kl_fn: Callable[[Any], jax.Array] | None = None,
 ) -> tuple[Any, TrpoInfo]:
     """One TRPO update of ``params``; rejects the step (returns ``params``) if the line search fails.
 
     ``loss_and_kl_fn(params) -> (L, KL)`` evaluates both on one pass, since for
     meta-learners both go through the same inner adaptation. With
     ``fisher_outputs(params) -> (y, W)`` the KL Hessian is applied in Gauss–Newton form
-    (see ``gauss_newton_vector_product``); otherwise by differentiating the KL twice.
+    (see ``gauss_newton_vector_product``); otherwise by differentiating the KL twice
+    (``fisher_kl_fn``'s if given, e.g. the KL on a subsample of the batch, else the KL of
+    ``loss_and_kl_fn``). The line search always checks the full KL.
     """
     flat0, unravel = ravel_pytree(params)
     flat_loss_and_kl = lambda flat: loss_and_kl_fn(unravel(flat))  # noqa: E731
-    flat_kl = lambda flat: flat_loss_and_kl(flat)[1]  # noqa: E731
+    if fisher_kl_fn is None:
+        flat_kl = lambda flat: flat_loss_and_kl(flat)[1]  # noqa: E731
+    else:
+        flat_kl = lambda flat: fisher_kl_fn(unravel(flat))  # noqa: E731
 
     (loss_before, _), grad = jax.value_and_grad(flat_loss_and_kl, has_aux=True)(flat0)
     if fisher_outputs is None:
