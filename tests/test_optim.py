@@ -165,6 +165,46 @@ def test_trpo_optimizer_uses_the_fisher_objective_only_for_the_fisher():
     assert float(plain[2]["kl"]) > 0
 
 
+def _loss_increases_along_every_candidate():
+    theta0 = {"theta": jnp.asarray([0.2, -0.4, 0.7])}
+    g = jnp.asarray([0.6, -0.8, 0.0])  # ∇L(θ0) has norm 1
+
+    def loss_and_kl(p):
+        d = p["theta"] - theta0["theta"]
+        # −‖g‖t + 1000t² along −g: increases for any step longer than 1e-3 (the smallest candidate
+        # here is 0.8^14·sqrt(2·0.01) ≈ 6e-3).
+        return g @ d + 1000.0 * d @ d, 0.5 * d @ d
+
+    return theta0, loss_and_kl
+
+
+def _needs_backtracking():
+    """The quadratic KL model underestimates a quartic KL: the first candidates overshoot δ."""
+    theta0 = {"theta": jnp.asarray([0.3, -0.1])}
+
+    def loss_and_kl(p):
+        d = p["theta"] - theta0["theta"]
+        return -jnp.sum(d), 0.5 * d @ d + 50.0 * jnp.sum(d**4)
+
+    return theta0, loss_and_kl
+
+
+@pytest.mark.parametrize("problem", ["accepts", "backtracks", "rejects"])
+def test_batched_line_search_takes_the_sequential_step(problem):
+    params0, loss_and_kl = {"accepts": _linear_gaussian_problem, "backtracks": _needs_backtracking,
+                            "rejects": _loss_increases_along_every_candidate}[problem]()
+    results = [jax.jit(lambda p, b=batched: optim.trpo_step(loss_and_kl, p, 0.01, batched_line_search=b))(params0)
+               for batched in (False, True)]
+    (sequential, info_s), (batched, info_b) = results
+    assert _tree_equal(sequential, batched)
+    for field in info_s._fields:
+        np.testing.assert_allclose(np.asarray(getattr(info_b, field)), np.asarray(getattr(info_s, field)),
+                                   rtol=1e-6, err_msg=field)
+    assert bool(info_s.accepted) == (problem != "rejects")
+    if problem == "backtracks":
+        assert int(info_s.num_backtracks) >= 2
+
+
 def _assert_rejected(params0, new_params, info):
     assert not bool(info.accepted)
     for key in params0:
@@ -181,15 +221,7 @@ def test_trpo_step_rejects_when_advantages_are_zero():
 
 
 def test_trpo_step_rejects_when_loss_increases_along_every_candidate():
-    theta0 = {"theta": jnp.asarray([0.2, -0.4, 0.7])}
-    g = jnp.asarray([0.6, -0.8, 0.0])  # ∇L(θ0) has norm 1
-
-    def loss_and_kl(p):
-        d = p["theta"] - theta0["theta"]
-        # −‖g‖t + 1000t² along −g: increases for any step longer than 1e-3 (the smallest candidate
-        # here is 0.8^14·sqrt(2·0.01) ≈ 6e-3).
-        return g @ d + 1000.0 * d @ d, 0.5 * d @ d
-
+    theta0, loss_and_kl = _loss_increases_along_every_candidate()
     new_params, info = jax.jit(lambda p: optim.trpo_step(loss_and_kl, p, 0.01))(theta0)
     _assert_rejected(theta0, new_params, info)
     np.testing.assert_allclose(float(info.grad_norm), 1.0, rtol=1e-5)

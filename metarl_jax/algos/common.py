@@ -40,6 +40,8 @@ class PolicyGradientConfig(AlgoConfig):
     cg_subsample: float = in_range(1.0, 0.0, 1.0, low_inclusive=False)
     backtrack_ratio: float = in_range(0.8, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
     max_backtracks: int = positive(15)
+    # Evaluate every backtracking candidate in one vmapped pass (same step; for accelerators).
+    batched_line_search: bool = False
     learning_rate: float = positive(1e-3)  # Adam, for "ppo" and "vpg"
     ppo_clip: float = in_range(0.2, 0.0, 1.0, low_inclusive=False)
     ppo_epochs: int = positive(5)
@@ -76,7 +78,7 @@ def make_policy(family: Any, config: PolicyGradientConfig, latent_size: int = 0)
 def make_optimizer(config: PolicyGradientConfig) -> optim.PolicyOptimizer:
     if config.optimizer == "trpo":
         return optim.trpo(config.max_kl, config.cg_iters, config.cg_damping, config.backtrack_ratio,
-                          config.max_backtracks)
+                          config.max_backtracks, config.batched_line_search)
     if config.optimizer == "ppo":
         return optim.ppo(config.learning_rate, config.ppo_clip, config.ppo_epochs)
     return optim.vpg(config.learning_rate)

@@ -125,6 +125,7 @@ def trpo(
     cg_damping: float = 1e-5,
     backtrack_ratio: float = 0.8,
     max_backtracks: int = 15,
+    batched_line_search: bool = False,
 ) -> PolicyOptimizer:
     """TRPO on the unclipped importance-sampled surrogate; stateless."""
 
@@ -144,6 +145,7 @@ def trpo(
         new_params, info = trpo_step(
             loss_and_kl, params, max_kl, cg_iters, cg_damping, backtrack_ratio, max_backtracks, fisher_outputs,
             fisher_kl_fn=None if fisher_objective_fn is None else lambda p: fisher_fn(p).kl,
+            batched_line_search=batched_line_search,
         )
         finite = jnp.isfinite(info.loss_before) & jnp.isfinite(info.grad_norm)
         new_params, _ = guard_nonfinite(params, new_params, finite)

@@ -7,6 +7,9 @@ minimise L(θ) subject to KL(π_old ‖ π_θ) ≤ δ:
 2. x ≈ F⁻¹ g by conjugate gradient (``cg_iters`` iterations, damping λ: (F + λI) x = g).
 3. β = sqrt(2δ / xᵀF x); candidate θ = θ₀ − r^k β x for k = 0, 1, ... (backtracking).
 4. Accept the first candidate with L(θ) < L(θ₀) and KL ≤ δ; otherwise keep θ₀.
+   ``batched_line_search`` evaluates all candidates in one vmapped pass and takes the
+   first acceptable one (same result; more work, but no sequential dependency: for
+   accelerators, where one pass over all candidates costs about as much as one).
 
 Defaults are rllab's ``ConjugateGradientOptimizer`` (cg_iters 10, damping 1e-5,
 backtrack ratio 0.8, 15 backtracks), as used by MAML-TRPO and MAESN.
@@ -87,6 +90,7 @@ def trpo_step(
     max_backtracks: int = 15,
     fisher_outputs: Callable[[Any], tuple[Any, Any]] | None = None,
     fisher_kl_fn: Callable[[Any], jax.Array] | None = None,
+    batched_line_search: bool = False,
 ) -> tuple[Any, TrpoInfo]:
     """One TRPO update of ``params``; rejects the step (returns ``params``) if the line search fails.
 
@@ -121,17 +125,25 @@ def trpo_step(
     def acceptable(loss, kl):
         return jnp.isfinite(loss) & jnp.isfinite(kl) & (loss < loss_before) & (kl <= max_kl)
 
-    def cond(carry):
-        k, accepted, *_ = carry
-        return (~accepted) & (k < max_backtracks)
+    if batched_line_search:
+        candidates, losses, kls = jax.vmap(evaluate)(jnp.arange(max_backtracks, dtype=flat0.dtype))
+        ok = acceptable(losses, kls)
+        first = jnp.argmax(ok)  # the first acceptable candidate (0 if none is)
+        accepted = ok[first]
+        num_tries = jnp.where(accepted, first + 1, max_backtracks).astype(jnp.int32)
+        candidate, loss_after, kl = candidates[first], losses[first], kls[first]
+    else:
+        def cond(carry):
+            k, accepted, *_ = carry
+            return (~accepted) & (k < max_backtracks)
 
-    def body(carry):
-        k, _, _, _, _ = carry
-        candidate, loss, kl = evaluate(k.astype(flat0.dtype))
-        return k + 1, acceptable(loss, kl), candidate, loss, kl
+        def body(carry):
+            k, _, _, _, _ = carry
+            candidate, loss, kl = evaluate(k.astype(flat0.dtype))
+            return k + 1, acceptable(loss, kl), candidate, loss, kl
 
-    init = (jnp.zeros((), jnp.int32), jnp.zeros((), bool), flat0, loss_before, jnp.zeros(()))
-    num_tries, accepted, candidate, loss_after, kl = jax.lax.while_loop(cond, body, init)
+        init = (jnp.zeros((), jnp.int32), jnp.zeros((), bool), flat0, loss_before, jnp.zeros(()))
+        num_tries, accepted, candidate, loss_after, kl = jax.lax.while_loop(cond, body, init)
     accepted = accepted & jnp.all(jnp.isfinite(candidate))
     new_flat = jnp.where(accepted, candidate, flat0)
     info = TrpoInfo(
