@@ -18,8 +18,8 @@ brax runs in a subprocess with a timeout: brax 0.14.2 calls APIs that newer jax
 removed. The first attempt runs brax unmodified and records the exception (type,
 message, the first line of brax code in the traceback). If it fails on
 ``jax.device_put_replicated`` only, a second attempt installs a one-function shim
-(``device_put_replicated(x, devices)`` = ``device_put`` of x stacked once per device
-with a ``PmapSharding``) and is labelled as such. Without brax, our PPO is compared with
+(``device_put_replicated(x, devices)`` = x stacked once per device on a leading axis,
+which brax's pmapped functions then place) and is labelled as such. Without brax, our PPO is compared with
 the raw physics limit (``benchmarks.physics``) at the same number of environments.
 """
 

@@ -127,11 +127,11 @@ def load_run(logdir: str, f: Any = None):
                 changes[field] = getattr(f, flag)
     spec.config = spec.config.replace(**changes)
     family, algo = spec.build()
-    num_seeds = int(getattr(spec, "num_seeds", 1))
+    num_seeds = spec.num_seeds
     seed_index = 0 if f is None else f.seed_index
     if not 0 <= seed_index < num_seeds:
         raise ValueError(f"--seed_index={seed_index}: {logdir} holds {num_seeds} seed(s)")
-    template = spec.init_state(algo) if hasattr(spec, "init_state") else algo.init(jax.random.key(spec.seed))
+    template = spec.init_state(algo)
     checkpointer = Checkpointer(logdir, spec.algo, spec.env)
     try:
         ts = checkpointer.restore(template)
@@ -183,7 +183,8 @@ def read_curve(logdir: str) -> dict[str, Any]:
 def curve_interval(curve: dict[str, Any]) -> tuple[Any, Any, Any, str]:
     """(mean, low, high, what the interval is) of one adaptation-curve file."""
     import numpy as np
-    from scipy import stats
+
+    from metarl_jax.evaluation import t_quantile_975
 
     if curve.get("ci95_low") is not None and curve.get("ci95_high") is not None:
         mean = np.asarray(curve["mean"], float)
@@ -196,7 +197,7 @@ def curve_interval(curve: dict[str, Any]) -> tuple[Any, Any, Any, str]:
         mean = per_seed.mean(axis=0)
         if len(per_seed) < 2:
             return mean, None, None, "1 seed"
-        half = stats.t.ppf(0.975, len(per_seed) - 1) * per_seed.std(axis=0, ddof=1) / np.sqrt(len(per_seed))
+        half = t_quantile_975(len(per_seed) - 1) * per_seed.std(axis=0, ddof=1) / np.sqrt(len(per_seed))
         return mean, mean - half, mean + half, f"95% t-interval over {len(per_seed)} seeds"
     mean = np.asarray(curve["mean"], float)
     if curve.get("stderr") is None:
