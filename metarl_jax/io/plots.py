@@ -92,12 +92,13 @@ def plot_method_comparison(curves: Sequence[Mapping[str, Any]], path: str, title
 
 
 def _draw_trajectories(ax, positions: np.ndarray, goals: np.ndarray | None, goal_radius: float | None) -> None:
-    """Episodes [E, T, 2] as lines (start dot, end cross) over the goals (translucent discs or markers)."""
+    """Episodes [E, T, 2] as lines (start dot, end cross) over the goals (markers; with a few goals,
+    also the sparse-reward discs: for many they merge into one band that hides the paths)."""
     from matplotlib.patches import Circle
 
     if goals is not None and len(goals):
         goals = np.asarray(goals, dtype=float)
-        if goal_radius:
+        if goal_radius and len(goals) <= 12:
             for g in goals:
                 ax.add_patch(Circle(g, goal_radius, color="tab:green", alpha=0.15, lw=0))
         ax.scatter(goals[:, 0], goals[:, 1], marker="*", s=40, c="tab:green", alpha=0.6, label="goals", zorder=3)
