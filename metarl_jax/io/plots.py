@@ -36,14 +36,19 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: st
 
 def plot_adaptation_curves(curves: Mapping[str, Mapping[str, Any]], path: str, title: str = "",
                            ylabel: str = "return") -> None:
-    """Return after 0..K adaptation steps, one line (mean ± s.e.) per method/run."""
+    """Return after 0..K adaptation steps, one line per method/run with its 95% interval
+    (``ci95_low``/``ci95_high``; older curve files without them: ± s.e.)."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for label, curve in curves.items():
         mean = np.asarray(curve["mean"])
-        err = np.asarray(curve.get("stderr", np.zeros_like(mean)))
+        if curve.get("ci95_low") is not None and curve.get("ci95_high") is not None:
+            low, high = np.asarray(curve["ci95_low"]), np.asarray(curve["ci95_high"])
+        else:
+            err = np.asarray(curve.get("stderr", np.zeros_like(mean)))
+            low, high = mean - err, mean + err
         x = np.arange(len(mean))
         ax.plot(x, mean, marker="o", label=label)
-        ax.fill_between(x, mean - err, mean + err, alpha=0.25)
+        ax.fill_between(x, low, high, alpha=0.25)
     ax.set_xlabel("adaptation steps")
     ax.set_ylabel(ylabel)
     ax.set_xticks(np.arange(max(len(np.asarray(c["mean"])) for c in curves.values())))
