@@ -54,3 +54,15 @@ def test_from_brax_family_trains_with_ppo():
     ts, metrics = algo.train_step(algo.init(jax.random.key(0)))
     assert np.isfinite(float(metrics["train/return"]))
     assert int(ts.step) == 1
+
+
+@pytest.mark.parametrize("name,changes", [("trpo", {}), ("maesn", {}), ("metasgd", {}),
+                                          ("promp", {"optimizer": "trpo"}), ("emaml", {})])
+def test_cg_subsample_traces_through_every_trpo_learner(name, changes):
+    """cg_subsample < 1 wires a subsampled Fisher objective into each learner's TRPO step (traced only)."""
+    family = envs.make("point_corner", episode_length=5)
+    config = algos.preset(name, "smoke").replace(hidden_sizes=(8,), cg_subsample=0.5, **changes)
+    algo = algos.make(name, family, config)
+    ts = algo.init(jax.random.key(0))
+    next_ts, metrics = jax.eval_shape(algo.train_step, ts)
+    assert jax.tree.structure(next_ts) == jax.tree.structure(ts) and "train/step_accepted" in metrics
