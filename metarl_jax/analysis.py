@@ -6,7 +6,7 @@
   MAML-type algorithms their pre-update θ (``algo.policy_params``); plain
   policy-gradient learners their parameters.
 * ``prior_rollouts``: one episode per task with that policy (z drawn per episode
-  from the prior), or with uniformly random actions (``uniform_policy``).
+  from the prior); ``random_rollouts``: with uniformly random actions (``uniform_policy``).
 * ``training_latents``: MAESN's learned per-task q_i = N(μ_i, σ_i) and the
   post-update q'_i of its own inner step (``algo.sample_adaptation``).
 * ``meta_test_latents``: MAESN's meta-test protocol (``MAESN.meta_test_trace``) with
@@ -104,14 +104,12 @@ def _prior_rollouts(family, policy, params, tasks, key, latent_size):
     return jax.tree.map(lambda x: x[:, 0], trajectories)
 
 
-def prior_rollouts(algo: Any, params: Any, tasks: Any, key: jax.Array, random_actions: bool = False) -> Trajectory:
+def prior_rollouts(algo: Any, params: Any, tasks: Any, key: jax.Array) -> Trajectory:
     """One episode per task of ``tasks`` before any adaptation: [N, T, ...] (latents [N, z]).
 
-    Latent-space algorithms condition each episode on its own z ~ N(0, I). With
-    ``random_actions`` the actions are uniform in the family's action box instead.
+    Latent-space algorithms condition each episode on its own z ~ N(0, I)
+    (``random_rollouts``: uniformly random actions instead).
     """
-    if random_actions:
-        return _prior_rollouts(algo.family, uniform_policy(algo.family), {}, tasks, key, 0)
     explorer = exploration_policy(algo, params)
     return _prior_rollouts(algo.family, explorer.policy, explorer.params, tasks, key, explorer.latent_size)
 
