@@ -27,6 +27,16 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def float_dtype() -> jnp.dtype:
+    """The parameter dtype: float32, or float64 when ``jax_enable_x64`` is set.
+
+    Every network and learned constant is created in this dtype, so a whole run (rollouts,
+    estimators, TRPO's conjugate gradient) is float64 under ``JAX_ENABLE_X64=1``: the
+    equivalence tests use that to compare programs at 1e-16 rounding (``tests/equivalence.py``).
+    """
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
 class DiagGaussian(NamedTuple):
     """A diagonal Gaussian over the last axis; ``mean`` and ``log_std`` broadcast."""
 
@@ -69,10 +79,10 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
         for width in self.hidden_sizes:
-            x = act(nn.Dense(width, kernel_init=nn.initializers.lecun_normal())(x))
+            x = act(nn.Dense(width, kernel_init=nn.initializers.lecun_normal(), param_dtype=float_dtype())(x))
         # A small last layer keeps the initial policy mean near zero (rllab's init).
         return nn.Dense(self.output_size, kernel_init=nn.initializers.variance_scaling(
-            self.output_scale, "fan_in", "truncated_normal"))(x)
+            self.output_scale, "fan_in", "truncated_normal"), param_dtype=float_dtype())(x)
 
 
 class GaussianMLPPolicy(nn.Module):
@@ -86,7 +96,8 @@ class GaussianMLPPolicy(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array) -> DiagGaussian:
         mean = MLP(self.hidden_sizes, self.action_size, self.activation)(obs)
-        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_size,))
+        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_size,),
+                             float_dtype())
         return DiagGaussian(mean, jnp.broadcast_to(log_std, mean.shape))
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from metarl_jax import algos, envs, estimators
+from metarl_jax import algos, envs, estimators, optim
 from metarl_jax.algos import promp
 from metarl_jax.rollout import score
 
@@ -41,11 +41,6 @@ def collected(tiny_promp, corner):
     return params, inner, post
 
 
-def _loss(objective, clip=None):
-    return -estimators.importance_surrogate(objective.log_ratio, objective.advantages, objective.mask,
-                                            clip) + objective.penalty
-
-
 def test_post_update_likelihood_ratio_is_one_and_clipping_is_inactive_at_step_zero(tiny_promp, collected):
     algo = tiny_promp
     params, inner, post = collected
@@ -53,8 +48,8 @@ def test_post_update_likelihood_ratio_is_one_and_clipping_is_inactive_at_step_ze
     @jax.jit
     def at(p):
         objective = algo.meta_objective(p, inner, post)
-        clipped = jax.grad(lambda q: _loss(algo.meta_objective(q, inner, post), algo.config.ppo_clip))(p)
-        unclipped = jax.grad(lambda q: _loss(algo.meta_objective(q, inner, post)))(p)
+        clipped = jax.grad(lambda q: optim.policy_loss(algo.meta_objective(q, inner, post), algo.config.ppo_clip))(p)
+        unclipped = jax.grad(lambda q: optim.policy_loss(algo.meta_objective(q, inner, post)))(p)
         return objective, clipped, unclipped
 
     objective, clipped, unclipped = at(params)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from metarl_jax import estimators, optim
 from metarl_jax.algos.config import AlgoConfig, in_range, non_negative, one_of, positive, unit_interval
 from metarl_jax.evaluation import SCHEDULES, AdaptationCurve, adaptation_curve
-from metarl_jax.networks import ACTIVATIONS, DiagGaussian, Policy, make_gaussian_policy
+from metarl_jax.networks import ACTIVATIONS, DiagGaussian, Policy, float_dtype, make_gaussian_policy
 from metarl_jax.rollout import Trajectory, rollout, score
 
 REWARD_KINDS = ("dense", "sparse")
@@ -117,7 +117,7 @@ def importance_objective(policy: Policy, params: Any, trajectories: Trajectory, 
         advantages=adv,
         mask=mask,
         kl=kl,
-        penalty=jnp.asarray(penalty, jnp.float32),
+        penalty=jnp.asarray(penalty, log_probs.dtype),
         fisher_outputs=dist,
         fisher_weights=gaussian_kl_hessian(trajectories.dist, mask),
     )
@@ -142,7 +142,7 @@ def return_metrics(prefix: str, trajectories: Trajectory) -> dict[str, jax.Array
 
 
 def optimizer_metrics(info: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    return {f"train/{k}": jnp.asarray(v, jnp.float32) for k, v in info.items() if k != "nonfinite"}
+    return {f"train/{k}": jnp.asarray(v, float_dtype()) for k, v in info.items() if k != "nonfinite"}
 
 
 def policy_adaptation_curve(

@@ -74,7 +74,7 @@ from metarl_jax.algos import common
 from metarl_jax.algos.base import Algorithm, TrainState, new_train_state, split_rng
 from metarl_jax.algos.config import non_negative, one_of, positive
 from metarl_jax.evaluation import SCHEDULES, AdaptationCurve, AdaptationTrace, adaptation_trace
-from metarl_jax.networks import DiagGaussian, standard_normal_kl
+from metarl_jax.networks import DiagGaussian, float_dtype, standard_normal_kl
 from metarl_jax.optim import PolicyObjective
 from metarl_jax.rollout import Trajectory, rollout, score
 
@@ -228,7 +228,7 @@ class MAESN(Algorithm):
     # -- the model -------------------------------------------------------------------------
 
     def _constant_step_sizes(self, value: float) -> DiagGaussian:
-        full = jnp.full((self.config.latent_size,), value, jnp.float32)
+        full = jnp.full((self.config.latent_size,), value, float_dtype())
         return DiagGaussian(mean=full, log_std=full)
 
     def step_sizes(self, params: Any) -> DiagGaussian:

@@ -34,7 +34,7 @@ from metarl_jax import estimators
 from metarl_jax.algos import common, maml
 from metarl_jax.algos.base import TrainState, split_rng
 from metarl_jax.algos.config import in_range, non_negative, one_of, positive
-from metarl_jax.networks import ACTIVATIONS
+from metarl_jax.networks import ACTIVATIONS, float_dtype
 from metarl_jax.rollout import Trajectory, score
 
 
@@ -91,7 +91,7 @@ class ProMP(maml.MAML):
 
     def init(self, key: jax.Array) -> TrainState:
         ts = super().init(key)
-        coeff = jnp.full((self.config.num_inner_steps,), self.config.inner_kl_coeff, jnp.float32)
+        coeff = jnp.full((self.config.num_inner_steps,), self.config.inner_kl_coeff, float_dtype())
         return ts.replace(extras={"inner_kl_coeff": coeff})
 
     def inner_objective(self, params: Any, trajectories: Trajectory, adv: jax.Array) -> jax.Array:

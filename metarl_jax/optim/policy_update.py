@@ -21,9 +21,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from metarl_jax.estimators import importance_surrogate
-from metarl_jax.optim.trpo import trpo_step
+from metarl_jax.optim.trpo import gauss_newton_vector_product, hessian_vector_product, trpo_step
 
 
 class PolicyObjective(NamedTuple):
@@ -71,8 +72,43 @@ def guard_nonfinite(old: Any, new: Any, *checks: Any) -> tuple[Any, jax.Array]:
     return kept, finite
 
 
-def _loss(objective: PolicyObjective, clip: float | None = None) -> jax.Array:
+def policy_loss(objective: PolicyObjective, clip: float | None = None) -> jax.Array:
+    """The loss every policy optimiser here minimises: −mean_t ρ_t A_t + penalty.
+
+    With ``clip`` (PPO) the surrogate is min(ρA, clip(ρ, 1 ± ε) A). Its gradient at ρ = 1
+    is the negative policy-gradient estimate, so ``jax.grad(lambda p: policy_loss(objective_fn(p)))``
+    is the outer gradient an optimiser sees -- the quantity to check when testing an
+    estimator on one's own problem (``docs/design_notes.md``, "What the estimators estimate").
+    """
     return -importance_surrogate(objective.log_ratio, objective.advantages, objective.mask, clip) + objective.penalty
+
+
+def fisher_product(objective_fn: ObjectiveFn, params: Any) -> tuple[Callable[[jax.Array], jax.Array], Any]:
+    """(v ↦ F v on the flat parameters, unravel): the KL Hessian product TRPO's CG uses.
+
+    Gauss–Newton form Jᵀ W J when the objective exposes ``fisher_outputs``/``fisher_weights``,
+    else the KL differentiated twice; both equal ∇²KL at the sampling parameters.
+    """
+    flat0, unravel = ravel_pytree(params)
+    if objective_fn(params).fisher_outputs is not None:  # traced for its structure only
+        def outputs(flat):
+            objective = objective_fn(unravel(flat))
+            return objective.fisher_outputs, objective.fisher_weights
+
+        return gauss_newton_vector_product(outputs, flat0), unravel
+    return hessian_vector_product(lambda flat: objective_fn(unravel(flat)).kl, flat0), unravel
+
+
+def fisher_matrix(objective_fn: ObjectiveFn, params: Any) -> jax.Array:
+    """F = ∇²KL at ``params`` as an explicit [P, P] matrix (P = number of parameters).
+
+    A diagnostic for small problems: κ(F + λI) bounds how much the damped natural-gradient
+    solve (TRPO's conjugate gradient, damping λ) amplifies rounding in its inputs, which is
+    what decides whether two runs that differ only in reduction order stay close.
+    """
+    product, _ = fisher_product(objective_fn, params)
+    size = ravel_pytree(params)[0].shape[0]
+    return jax.vmap(product)(jnp.eye(size, dtype=ravel_pytree(params)[0].dtype))
 
 
 def _gradient_optimizer(tx: optax.GradientTransformation, num_epochs: int, clip: float | None) -> PolicyOptimizer:
@@ -81,7 +117,7 @@ def _gradient_optimizer(tx: optax.GradientTransformation, num_epochs: int, clip:
 
         def loss_fn(p):
             objective = objective_fn(p)
-            return _loss(objective, clip), objective.kl
+            return policy_loss(objective, clip), objective.kl
 
         def epoch(carry, _):
             p, s = carry
@@ -134,7 +170,7 @@ def trpo(
 
         def loss_and_kl(p):
             objective = objective_fn(p)
-            return _loss(objective), objective.kl
+            return policy_loss(objective), objective.kl
 
         def fisher_outputs(p):
             objective = fisher_fn(p)
