@@ -53,7 +53,6 @@ def curve_table(curve: dict[str, Any]) -> str:
 def run(f: Any) -> int:
     import jax
 
-    from metarl_jax.io.checkpoints import Checkpointer
     from metarl_jax.io.metrics import read_metrics
     from metarl_jax.io.plots import plot_adaptation_curves, plot_training_curves
 
@@ -68,9 +67,7 @@ def run(f: Any) -> int:
     spec.config = spec.config.replace(**changes)
     family, algo = spec.build()
     tasks = family.task_set(f.split, spec.config.eval_num_tasks)  # unknown split -> ValueError
-    checkpointer = Checkpointer(f.logdir, spec.algo, spec.env)
-    ts = checkpointer.restore(spec.init_state(algo))
-    checkpointer.close()
+    ts = launch.load_checkpoint(f.logdir, spec, algo)
 
     key = jax.random.key(f.seed)
     if spec.num_seeds == 1:

@@ -295,7 +295,7 @@ def test_policy_optimizer_skips_nonfinite_update(name):
     new_params, new_state, info = update(jnp.asarray(NAN_ADV, jnp.float32), params, state)
     assert _tree_equal(new_params, params)
     assert _tree_equal(new_state, state)
-    assert int(info["nonfinite"]) == num_epochs
+    assert int(info["nonfinite"]) == 1  # one skipped update, whatever its number of epochs
     # Control: with finite advantages the same optimiser does move and reports nothing skipped.
     moved_params, moved_state, info_ok = update(jnp.asarray(FINITE_ADV, jnp.float32), params, state)
     assert int(info_ok["nonfinite"]) == 0

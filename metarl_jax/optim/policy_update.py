@@ -10,7 +10,10 @@ outer loop of MAML and its relatives:
 * ``trpo(max_kl, ...)``: the natural-gradient step of ``optim.trpo``.
 
 Every update is guarded: if the loss, gradient or new parameters are not finite
-the old parameters and optimiser state are kept and ``nonfinite`` is reported 1.
+the old parameters and optimiser state are kept (per epoch for PPO) and ``nonfinite``
+is reported 1. It is 1 per *update* that skipped anything, whatever the number of epochs,
+so ``train/nonfinite_updates`` counts skipped outer updates (meta-iterations) for every
+optimiser and algorithm.
 """
 
 from __future__ import annotations
@@ -135,7 +138,9 @@ def _gradient_optimizer(tx: optax.GradientTransformation, num_epochs: int, clip:
             "loss": losses[0],
             "kl": kl_after,
             "grad_norm": grad_norms[0],
-            "nonfinite": jnp.sum(1 - finite.astype(jnp.int32)),
+            # One count per update that skipped anything (not per epoch): train/nonfinite_updates counts
+            # outer updates, the same for every optimiser.
+            "nonfinite": jnp.any(~finite).astype(jnp.int32),
         }
         return new_params, new_state, info
 
