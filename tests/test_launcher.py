@@ -129,6 +129,15 @@ def test_train_writes_config_metrics_events_and_checkpoints(runs):
     assert sorted(os.listdir(straight / "checkpoints")) == ["4", "8"]
 
 
+def test_eval_splits_log_every_split(tmp_path, train_in_process):
+    code, stderr = train_in_process([*TINY, "--num_steps=4", "--eval_splits=val,train", f"--logdir={tmp_path / 'r'}"])
+    assert code == 0, stderr
+    record = last_record(tmp_path / "r")
+    for key in ("eval/return_step0", "eval/return_step1", "eval/train/return_step0", "eval/train/adaptation_gain"):
+        assert key in record, sorted(record)
+    assert record["eval/train/return_step0"] != record["eval/return_step0"]  # other tasks, other returns
+
+
 def test_resume_is_bit_identical(runs):
     straight, resumed = runs
     assert last_record(straight) == last_record(resumed)
