@@ -246,6 +246,35 @@ def progress_bar(enabled: bool, start: int, total: int):
                 file=sys.stderr)
 
 
+def cli(fn: Callable[[Any], int], flag_values: Any, argv: list[str], doc: str | None = None,
+        required: tuple[str, ...] = ("logdir",)) -> int:
+    """A launcher's command line: parse ``argv`` into its own ``flag_values``, check the required
+    flags, run ``fn`` guarded; returns the exit status (bad input: one ``error:`` line, status 2)."""
+    from absl import flags
+
+    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
+        print(doc or "")
+        print(flag_values.get_help())
+        return 0
+    flag_values.unparse_flags()
+    try:
+        try:
+            rest = flag_values(list(argv))
+        except flags.Error as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if len(rest) > 1:
+            print(f"error: unexpected arguments {rest[1:]} (flags take the form --name=value)", file=sys.stderr)
+            return 2
+        missing = [name for name in required if getattr(flag_values, name) in (None, "")]
+        if missing:
+            print(f"error: --{missing[0]} is required", file=sys.stderr)
+            return 2
+        return run_guarded(fn, flag_values)
+    finally:
+        flag_values.unparse_flags()
+
+
 def run_guarded(fn: Callable[[Any], int], flag_values: Any) -> int:
     """Runs ``fn``; bad input becomes a one-line ``error: ...`` and exit status 2 (no traceback)."""
     from absl import logging

@@ -18,17 +18,20 @@ import os
 import sys
 from typing import Any
 
-from absl import app, flags
+from absl import flags
 
 from experiments import common as launch
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("logdir", None, "Run directory written by experiments.train.")
-flags.DEFINE_string("split", "val", "Task split to meta-test on.")
-flags.DEFINE_string("reward", None, "'dense' or 'sparse' (default: the config's eval_reward).")
-flags.DEFINE_integer("num_tasks", None, "Number of tasks of the split (default: config eval_num_tasks).")
-flags.DEFINE_integer("adaptation_steps", None, "Adaptation steps K (default: config eval_adaptation_steps).")
-flags.DEFINE_integer("seed", 0, "Evaluation seed.")
+# Own flag set, so that train, evaluate and the reproduction harness run in one process.
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("logdir", None, "Run directory written by experiments.train.", flag_values=FLAGS)
+flags.DEFINE_string("split", "val", "Task split to meta-test on.", flag_values=FLAGS)
+flags.DEFINE_string("reward", None, "'dense' or 'sparse' (default: the config's eval_reward).", flag_values=FLAGS)
+flags.DEFINE_integer("num_tasks", None, "Number of tasks of the split (default: config eval_num_tasks).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("adaptation_steps", None, "Adaptation steps K (default: config eval_adaptation_steps).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Evaluation seed.", flag_values=FLAGS)
 
 
 def training_table(records: list[dict[str, Any]], rows: int = 6) -> str:
@@ -99,11 +102,10 @@ def run(f: Any) -> int:
     return 0
 
 
-def main(argv):
-    del argv
-    sys.exit(launch.run_guarded(run, FLAGS))
+def cli(argv: list[str]) -> int:
+    """Parses ``argv`` (``argv[0]`` is the program name) and runs; returns the exit status (2: bad input)."""
+    return launch.cli(run, FLAGS, argv, __doc__)
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("logdir")
-    app.run(main)
+    sys.exit(cli(sys.argv))

@@ -26,36 +26,41 @@ import sys
 import time
 from typing import Any
 
-from absl import app, flags
+from absl import flags
 
 from experiments import common as launch
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("algo", "maml", "Algorithm; see metarl_jax.algos.names().")
-flags.DEFINE_string("env", "point_corner", "Task family; see metarl_jax.envs.names().")
-flags.DEFINE_string("preset", None, "Config preset; default: the env's preset if the algo has one, else 'paper'.")
-flags.DEFINE_integer("num_steps", 200, "Total meta-iterations (a resumed run continues up to this).")
-flags.DEFINE_integer("seed", 0, "Random seed (the first seed when --num_seeds > 1).")
-flags.DEFINE_integer("num_seeds", 1, "Independent seeds trained as one vmapped program.")
-flags.DEFINE_string("logdir", None, "Run directory (created; resumed if it holds a run).")
-flags.DEFINE_multi_string("override", [], "Config override key=value (repeatable).")
-flags.DEFINE_multi_string("env_kwarg", [], "Task-family keyword argument key=value (repeatable).")
-flags.DEFINE_integer("log_every", 10, "Meta-iterations per compiled chunk and metrics flush.")
-flags.DEFINE_integer("checkpoint_every", 50, "Checkpoint interval in meta-iterations (rounded up to chunks).")
-flags.DEFINE_integer("eval_every", 0, "Meta-test interval in meta-iterations (0: only at the end).")
-flags.DEFINE_integer("num_devices", None, "Devices in the task mesh (default: all).")
+# Own flag set, so that train, evaluate and the reproduction harness run in one process.
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("algo", "maml", "Algorithm; see metarl_jax.algos.names().", flag_values=FLAGS)
+flags.DEFINE_string("env", "point_corner", "Task family; see metarl_jax.envs.names().", flag_values=FLAGS)
+flags.DEFINE_string("preset", None, "Config preset; default: the env's preset if the algo has one, else 'paper'.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("num_steps", 200, "Total meta-iterations (a resumed run continues up to this).", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Random seed (the first seed when --num_seeds > 1).", flag_values=FLAGS)
+flags.DEFINE_integer("num_seeds", 1, "Independent seeds trained as one vmapped program.", flag_values=FLAGS)
+flags.DEFINE_string("logdir", None, "Run directory (created; resumed if it holds a run).", flag_values=FLAGS)
+flags.DEFINE_multi_string("override", [], "Config override key=value (repeatable).", flag_values=FLAGS)
+flags.DEFINE_multi_string("env_kwarg", [], "Task-family keyword argument key=value (repeatable).", flag_values=FLAGS)
+flags.DEFINE_integer("log_every", 10, "Meta-iterations per compiled chunk and metrics flush.", flag_values=FLAGS)
+flags.DEFINE_integer("checkpoint_every", 50, "Checkpoint interval in meta-iterations (rounded up to chunks).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("eval_every", 0, "Meta-test interval in meta-iterations (0: only at the end).", flag_values=FLAGS)
+flags.DEFINE_integer("num_devices", None, "Devices in the task mesh (default: all).", flag_values=FLAGS)
 flags.DEFINE_integer("max_checkpoints", None,
                      "Keep at most this many of the checkpoints this run writes (default: all); checkpoints "
-                     "of earlier runs in the logdir are never deleted.")
+                     "of earlier runs in the logdir are never deleted.", flag_values=FLAGS)
 flags.DEFINE_integer("resume_step", None,
                      "Resume from this checkpoint instead of the latest (e.g. when the latest is corrupted); "
-                     "later checkpoints are moved to checkpoints_abandoned/, never deleted.")
+                     "later checkpoints are moved to checkpoints_abandoned/, never deleted.", flag_values=FLAGS)
 flags.DEFINE_list("eval_splits", ["val"], "Task splits to meta-test on; 'val' logs eval/..., any other split "
-                  "eval/<split>/... (e.g. val,ood for TESP's out-of-distribution split).")
-flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
-flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 (or $METARL_COORDINATOR).")
-flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes (or $METARL_NUM_PROCESSES).")
-flags.DEFINE_integer("process_id", None, "Multi-host: this process's index (or $METARL_PROCESS_ID).")
+                  "eval/<split>/... (e.g. val,ood for TESP's out-of-distribution split).", flag_values=FLAGS)
+flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.", flag_values=FLAGS)
+flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 (or $METARL_COORDINATOR).",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes (or $METARL_NUM_PROCESSES).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's index (or $METARL_PROCESS_ID).", flag_values=FLAGS)
 
 
 def check_flags(f: Any) -> None:
@@ -161,11 +166,10 @@ def train_loop(f: Any, spec: Any, family: Any, algo: Any, ts: Any, checkpointer:
             w.close()
 
 
-def main(argv):
-    del argv
-    sys.exit(launch.run_guarded(run, FLAGS))
+def cli(argv: list[str]) -> int:
+    """Parses ``argv`` (``argv[0]`` is the program name) and runs; returns the exit status (2: bad input)."""
+    return launch.cli(run, FLAGS, argv, __doc__)
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("logdir")
-    app.run(main)
+    sys.exit(cli(sys.argv))

@@ -78,19 +78,12 @@ def restore_params(logdir):
 
 
 def train_main(args: list[str]) -> tuple[int, str]:
-    """The train launcher's guarded entry point, in this process (no interpreter start-up)."""
-    from absl import flags
-
-    from experiments import common, train
+    """The train launcher's command line, in this process (no interpreter start-up): (status, stderr)."""
+    from experiments import train
 
     stderr = io.StringIO()
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train", *args])
-    try:
-        with contextlib.redirect_stderr(stderr):
-            code = common.run_guarded(train.run, flags.FLAGS)
-    finally:
-        flags.FLAGS.unparse_flags()
+    with contextlib.redirect_stderr(stderr):
+        code = train.cli(["train", *args])
     return code, stderr.getvalue()
 
 
