@@ -10,8 +10,10 @@ the exact command that produced it.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
+
+from metarl_jax.io import markdown
+from metarl_jax.io.markdown import begin_marker, end_marker  # noqa: F401  (re-exported for the tests)
 
 SECTIONS = ("summary", "physics", "training", "budget", "seeds", "peer_ppo", "multi_device")
 TITLES = {
@@ -23,14 +25,6 @@ TITLES = {
     "peer_ppo": "Peer comparison: PPO",
     "multi_device": "Multi-device scaling",
 }
-
-
-def begin_marker(name: str) -> str:
-    return f"<!-- BEGIN GENERATED: {name} -->"
-
-
-def end_marker(name: str) -> str:
-    return f"<!-- END GENERATED: {name} -->"
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -196,18 +190,8 @@ def render(data: dict[str, Any]) -> dict[str, str]:
 
 def splice(text: str, blocks: dict[str, str]) -> str:
     """Replaces each block between its markers; appends blocks whose markers are missing."""
-    for name, block in blocks.items():
-        pattern = re.compile(re.escape(begin_marker(name)) + r".*?" + re.escape(end_marker(name)), re.DOTALL)
-        replacement = f"{begin_marker(name)}\n{block}\n{end_marker(name)}"
-        if pattern.search(text):
-            text = pattern.sub(lambda _m, r=replacement: r, text, count=1)
-        else:
-            text = text.rstrip("\n") + f"\n\n## {TITLES.get(name, name)} (generated)\n\n{replacement}\n"
-    return text
+    return markdown.splice(text, blocks, TITLES)
 
 
 def update_results_md(path: str, data: dict[str, Any]) -> None:
-    with open(path) as f:
-        text = f.read()
-    with open(path, "w") as f:
-        f.write(splice(text, render(data)))
+    markdown.update_file(path, render(data), TITLES)

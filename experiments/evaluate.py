@@ -81,7 +81,8 @@ def run(f: Any) -> int:
     out_dir = os.path.join(f.logdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     result = {"algo": spec.algo, "env": spec.env, "split": f.split, "reward": spec.config.eval_reward,
-              "step": step, **curve}
+              "num_tasks": spec.config.eval_num_tasks, "adaptation_steps": spec.config.eval_adaptation_steps,
+              "seed": f.seed, "step": step, **curve}
     with open(os.path.join(out_dir, "adaptation_curve.json"), "w") as fh:
         json.dump(result, fh, indent=2)
     label = f"{spec.algo} ({spec.env}, step {step}" + (f", {spec.num_seeds} seeds)" if spec.num_seeds > 1 else ")")
