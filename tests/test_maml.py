@@ -9,6 +9,7 @@ import pytest
 
 from metarl_jax import algos, envs, estimators
 from metarl_jax.algos import maml
+from metarl_jax.rollout import Trajectory
 from tests import equivalence as eq
 from tests.bandit import LinearGaussianBandit, mean_bias
 
@@ -286,23 +287,21 @@ def test_cg_subsample_fisher_uses_every_other_task():
 def test_inner_adapts_log_std_false_holds_sigma_fixed_in_the_inner_step_and_at_meta_test():
     """α = 0 for log σ (training's inner step and meta-test fine-tuning, MAML and Meta-SGD); the mean still adapts."""
     family = LinearGaussianBandit()
-
-    def make(name, adapts):
-        config = algos.config_class(name)(hidden_sizes=(), meta_batch_size=1, episodes_per_task=16, fast_lr=ALPHA,
-                                          inner_adapts_log_std=adapts)
-        algo = algos.make(name, family, config)
-        return algo, algo.init(jax.random.key(0)).params
-
-    sampler, params = make("maml", True)
-    inner, _, _ = jax.jit(jax.vmap(sampler.sample_adaptation, in_axes=(None, 0, 0)))(
-        params, jnp.array([1.0]), jax.random.key(1)[None])
-    inner = jax.tree.map(lambda x: x[0], inner)
+    episodes = 16
+    actions = jax.random.normal(jax.random.key(1), (1, episodes, 1, 1))  # one inner batch of one-step episodes
+    adv = -((actions[..., 0] - 1.0) ** 2)
+    inner = (Trajectory(obs=jnp.zeros((1, episodes, 1, 1)), actions=actions, rewards=None, sparse_rewards=None,
+                        mask=jnp.ones((1, episodes, 1)), log_probs=None, dist=None,
+                        latents=jnp.zeros((1, episodes, 0)), positions=None), adv - jnp.mean(adv))
     for name in ("maml", "metasgd"):
         moved = {}
         for adapts in (True, False):
-            algo, meta_params = make(name, adapts)
-            adapted = jax.jit(algo.adapt)(meta_params, inner)
-            change = jax.tree.map(jnp.subtract, adapted, algo.policy_params(meta_params))
+            config = algos.config_class(name)(hidden_sizes=(), meta_batch_size=1, episodes_per_task=episodes,
+                                              fast_lr=ALPHA, inner_adapts_log_std=adapts)
+            algo = algos.make(name, family, config)
+            meta_params = algo.init(jax.random.key(0)).params
+            change = jax.tree.map(jnp.subtract, jax.jit(algo.adapt)(meta_params, inner),
+                                  algo.policy_params(meta_params))
             moved[adapts] = float(jnp.abs(change["params"]["log_std"])[0]), float(jnp.abs(mean_bias(change))[0])
             eval_sizes = algo.eval_step_sizes(meta_params)
             assert (float(jnp.ravel(eval_sizes["params"]["log_std"])[0]) == 0.0) != adapts

@@ -21,9 +21,10 @@ dθ'/dθ = I + α Ĥ, Ĥ the Hessian of the inner surrogate (``inner_estimator``
 *neither* objective:
 
 * "dice" (default): Ĥ is unbiased for ∇²J (it has the ∇log π ∇log πᵀ A term of D's dependence on
-  θ), but ĝ and Ĥ come from the same batch, so the mean is ∇J_inf + α²·E[(Ĥ − EĤ)ᵀ ∇²J_post
-  (ĝ − Eĝ)] (exactly, for a quadratic J_post; + O(α³) otherwise): an α²·Cov(ĝ, Ĥ) bias that
-  shrinks like 1/n and is large at small n. "lvc" (ProMP) equals it for one-step episodes.
+  θ), but ĝ and Ĥ come from the same batch, so (with an unbiased post-update surrogate) the mean
+  is ∇J_inf + α²·E[(Ĥ − EĤ)ᵀ ∇²J_post (ĝ − Eĝ)] (exactly, for a quadratic J_post; + O(α³)
+  otherwise): an α²·Cov(ĝ, Ĥ) bias that shrinks like 1/n and is large at small n. "lvc"
+  (ProMP) equals it for one-step episodes.
 * "vpg" (the original implementation): Ĥ = ∂ĝ/∂θ with the samples held fixed, the exact pathwise
   part of ∇J_fin but no score part. ``first_order=True`` (FOMAML): Ĥ = 0.
 
@@ -84,6 +85,7 @@ class Config(common.PolicyGradientConfig):
     eval_lr: float | None = positive(None)
 
     def validate(self) -> None:
+        super().validate()
         if self.outer_estimator != "pre_update_score":
             return
         if self.inner_estimator != "vpg":
