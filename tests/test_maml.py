@@ -9,6 +9,7 @@ import pytest
 
 from metarl_jax import algos, envs, estimators
 from metarl_jax.algos import maml
+from metarl_jax.rollout import Trajectory
 from tests import equivalence as eq
 from tests.bandit import LinearGaussianBandit, mean_bias
 
@@ -283,5 +284,44 @@ def test_cg_subsample_fisher_uses_every_other_task():
     for a, b in zip(jax.tree.leaves(subsampled), jax.tree.leaves(reference)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # The whole train step traces with it (abstractly: the TRPO path is compiled by the optimiser tests).
+    next_ts, metrics = jax.eval_shape(algo.train_step, ts)
+    assert jax.tree.structure(next_ts) == jax.tree.structure(ts) and metrics["train/loss"].shape == ()
+
+
+def test_inner_adapts_log_std_false_holds_sigma_fixed_in_the_inner_step_and_at_meta_test():
+    """α = 0 for log σ (training's inner step and meta-test fine-tuning, MAML and Meta-SGD); the mean still adapts."""
+    family = LinearGaussianBandit()
+    episodes = 16
+    actions = jax.random.normal(jax.random.key(1), (1, episodes, 1, 1))  # one inner batch of one-step episodes
+    adv = -((actions[..., 0] - 1.0) ** 2)
+    inner = (Trajectory(obs=jnp.zeros((1, episodes, 1, 1)), actions=actions, rewards=None, sparse_rewards=None,
+                        mask=jnp.ones((1, episodes, 1)), log_probs=None, dist=None,
+                        latents=jnp.zeros((1, episodes, 0)), positions=None), adv - jnp.mean(adv))
+    for name in ("maml", "metasgd"):
+        moved = {}
+        for adapts in (True, False):
+            config = algos.config_class(name)(hidden_sizes=(), meta_batch_size=1, episodes_per_task=episodes,
+                                              fast_lr=ALPHA, inner_adapts_log_std=adapts)
+            algo = algos.make(name, family, config)
+            meta_params = algo.init(jax.random.key(0)).params
+            change = jax.tree.map(jnp.subtract, jax.jit(algo.adapt)(meta_params, inner),
+                                  algo.policy_params(meta_params))
+            moved[adapts] = float(jnp.abs(change["params"]["log_std"])[0]), float(jnp.abs(mean_bias(change))[0])
+            eval_sizes = algo.eval_step_sizes(meta_params)
+            assert (float(jnp.ravel(eval_sizes["params"]["log_std"])[0]) == 0.0) != adapts
+            np.testing.assert_allclose(jnp.ravel(mean_bias(eval_sizes)), ALPHA, rtol=1e-6)
+        assert moved[False][0] == 0.0 and moved[True][0] > 1e-3, (name, moved)
+        np.testing.assert_allclose(moved[False][1], moved[True][1], rtol=1e-6)  # same samples, same mean step
+        assert moved[False][1] > 1e-3
+
+
+def test_pre_update_score_traces_as_one_train_step_with_a_one_task_cg_subsample():
+    """The score term's leave-one-out baseline is 0 for a lone task (CG's subsample here), as documented."""
+    family = envs.make("point_corner", episode_length=10)
+    config = algos.preset("maml", "smoke").replace(hidden_sizes=(8,), meta_batch_size=2, episodes_per_task=4,
+                                                   inner_estimator="vpg", outer_estimator="pre_update_score",
+                                                   cg_subsample=0.5, num_inner_steps=2)
+    algo = algos.make("maml", family, config)
+    ts = algo.init(jax.random.key(0))
     next_ts, metrics = jax.eval_shape(algo.train_step, ts)
     assert jax.tree.structure(next_ts) == jax.tree.structure(ts) and metrics["train/loss"].shape == ()

@@ -24,10 +24,15 @@ Inner step (eqs. 4-5). The latent gradient is REINFORCE on log N(z; μ_i, σ_i)
 weighted by the advantage at t = 0 of each episode (maesn_suite):
     ĝ = mean_e ∇ log q_i(z_e) A_{e,0}.
 It is taken as the gradient of a loaded-DiCE surrogate over the episode's
-stochastic nodes (z, a_0, ..., a_{T−1}) (``latent_surrogate``), so the
-meta-gradient through the inner step is exact to second order: its Hessian
-includes ∇log q ∇log qᵀ A_0 and the ∇log q ∇_θ log π A_t cross terms that make
-θ learn to *use* the latent space.
+stochastic nodes (z, a_0, ..., a_{T−1}) (``latent_surrogate``), whose Hessian Ĥ
+is an unbiased estimate of the objective's: it includes ∇log q ∇log qᵀ A_0 and
+the ∇log q ∇_θ log π A_t cross terms that make θ learn to *use* the latent space.
+What the meta-gradient then estimates is MAML's DiCE row of the estimator table
+(docs/design_notes.md): the gradient of the infinite-batch objective
+J_post(φ + α E ĝ), biased by an α²·Cov(ĝ, Ĥ) term because ĝ and Ĥ come from the
+same pre-update batch (O(α²/n) for n episodes), and without the pre-update score
+term of the finite-batch objective E_D[J_post(φ + α ĝ(D))]. ``baseline`` (every
+learner's) sets the advantages of both batches.
 
 Outer objective (3), the choice made here (``outer_latent_gradient="likelihood"``).
 The post-update data D'_i are sampled variables (z'_e, a_{e,0..T−1}); z'_e

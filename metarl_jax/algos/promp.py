@@ -16,10 +16,13 @@
 All of it is one XLA program (``train_step``). Because the inner objective is a likelihood
 ratio to the *sampling* policy π_θ_o, the replayed inner gradient stays an importance-weighted
 policy gradient at every PPO step (θ ≠ θ_o); at step 0 every inner objective below equals
-MAML's. ``inner_estimator`` selects the variant: "lvc" (ProMP), "dice" (unbiased DiCE Hessian;
-ratios accumulate over time: mean_t [Π_{t'≤t} ρ_t' − Π_{t'<t} ρ_t'] A_t) or "vpg" (the original
-MAML inner step: mean_t ⊥ρ_t log π_θ(a_t|s_t) A_t). η is fixed, or, with ``adaptive_inner_kl``,
-halved/doubled after each iteration when the inner KL is below/above target/1.5, target·1.5.
+MAML's, so the first epoch's gradient is MAML's (``outer_estimator="post_update"``) with the same
+inner estimator: unbiased for neither the infinite- nor the finite-batch objective (``algos/maml.py``;
+the estimator table of docs/design_notes.md). ``inner_estimator`` selects the variant: "lvc" (ProMP),
+"dice" (unbiased DiCE Hessian; ratios accumulate over time: mean_t [Π_{t'≤t} ρ_t' − Π_{t'<t} ρ_t'] A_t)
+or "vpg" (the original MAML inner step: mean_t ⊥ρ_t log π_θ(a_t|s_t) A_t). η is fixed, or, with
+``adaptive_inner_kl``, halved/doubled after each iteration when the inner KL is below/above
+target/1.5, target·1.5.
 """
 
 from __future__ import annotations
@@ -51,6 +54,14 @@ class Config(maml.Config):
     inner_kl_coeff: float = non_negative(5e-4)
     adaptive_inner_kl: bool = False
     target_inner_kl: float = positive(0.01)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.outer_estimator != "post_update":
+            raise ValueError(
+                f"config field 'outer_estimator' = {self.outer_estimator!r} must be 'post_update' for ProMP (its "
+                "PPO epochs reuse the samples off θ_o, where the score term would need importance weights); "
+                "algo 'maml' has 'pre_update_score'")
 
 
 PRESETS: dict[str, Config] = {
