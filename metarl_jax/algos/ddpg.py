@@ -193,21 +193,22 @@ class DDPG(offpolicy.OffPolicyBase, Algorithm):
             experience = self.store(experience._replace(collector=collector), transitions, episodes)
             student, info = self.ddpg.train(student, lambda k: self.sample_batch(experience, k),
                                             experience.obs_stats, train_key, cfg.train_steps)
-            return (student, experience), info
+            return (student, experience), {**info, **self.episode_info(episodes)}
 
         student = Student(ts.params, ts.opt_state, ts.extras["target"])
         (student, experience), infos = jax.lax.scan(cycle, (student, ts.extras["experience"]),
                                                     jax.random.split(key, cfg.epoch_cycles))
         ts = ts.replace(params=student.params, opt_state=student.opt_state, step=ts.step + 1,
-                        nonfinite_updates=ts.nonfinite_updates + jnp.sum(infos.pop("nonfinite")),
+                        nonfinite_updates=ts.nonfinite_updates + jnp.sum(infos.pop("nonfinite")).astype(jnp.int32),
                         extras={"target": student.target, "experience": experience})
         return ts, self.epoch_metrics(ts, experience, infos)
 
     def epoch_metrics(self, ts: TrainState, experience, infos: dict) -> dict[str, jax.Array]:
         cfg = self.config
+        experience_metrics = self.experience_metrics(experience, infos)
         return {
             **{k: jnp.mean(v).astype(jnp.float32) for k, v in infos.items()},
-            **self.experience_metrics(experience),
+            **experience_metrics,
             "train/nonfinite_updates": ts.nonfinite_updates.astype(jnp.float32),
             "time/gradient_steps": (ts.step * cfg.epoch_cycles * cfg.train_steps).astype(jnp.float32),
         }

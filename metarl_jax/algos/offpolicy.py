@@ -191,9 +191,20 @@ class OffPolicyBase:
         returns, _ = episode_returns(self.family, act, tasks, key, self.to_env)
         return AdaptationCurve(returns[:, None])
 
-    def experience_metrics(self, experience: Experience) -> dict[str, jax.Array]:
+    @staticmethod
+    def episode_info(episodes: EpisodeStats) -> dict[str, jax.Array]:
+        """Per cycle: the sum and number of finished episodes' returns (``experience_metrics`` averages them)."""
+        return {"episode_return_sum": jnp.sum(episodes.returns * episodes.ended), "episodes": episodes.num_ended}
+
+    def experience_metrics(self, experience: Experience, infos: dict | None = None) -> dict[str, jax.Array]:
+        """Buffer, statistics and step counts; ``train/return``: the mean return of the training episodes that
+        finished this iteration (``infos`` from ``episode_info``, popped), else the latest one that finished."""
+        train_return = experience.last_return
+        if infos is not None and "episodes" in infos:
+            count, total = jnp.sum(infos.pop("episodes")), jnp.sum(infos.pop("episode_return_sum"))
+            train_return = jnp.where(count > 0, total / jnp.maximum(count, 1.0), train_return)
         return {
-            "train/return": experience.last_return.astype(jnp.float32),
+            "train/return": train_return.astype(jnp.float32),
             "train/buffer_size": self.buffer.size(experience.buffer).astype(jnp.float32),
             "train/obs_std": jnp.mean(experience.obs_stats.std()).astype(jnp.float32),
             "time/env_steps": experience.env_steps.astype(jnp.float32),

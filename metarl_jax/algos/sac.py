@@ -169,17 +169,20 @@ class SAC(offpolicy.OffPolicyBase, Algorithm):
 
             (params, opt_state, target_critic), infos = jax.lax.scan(
                 train, (params, opt_state, target_critic), jax.random.split(train_key, cfg.train_steps))
+            nonfinite = jnp.sum(infos.pop("nonfinite"))
+            infos = {**jax.tree.map(jnp.mean, infos), "nonfinite": nonfinite, **self.episode_info(episodes)}
             return (params, opt_state, target_critic, experience), infos
 
         carry = (ts.params, ts.opt_state, ts.extras["target_critic"], ts.extras["experience"])
         (params, opt_state, target_critic, experience), infos = jax.lax.scan(
             cycle, carry, jax.random.split(key, cfg.epoch_cycles))
         ts = ts.replace(params=params, opt_state=opt_state, step=ts.step + 1,
-                        nonfinite_updates=ts.nonfinite_updates + jnp.sum(infos.pop("nonfinite")),
+                        nonfinite_updates=ts.nonfinite_updates + jnp.sum(infos.pop("nonfinite")).astype(jnp.int32),
                         extras={"target_critic": target_critic, "experience": experience})
+        experience_metrics = self.experience_metrics(experience, infos)
         metrics = {
             **{k: jnp.mean(v).astype(jnp.float32) for k, v in infos.items()},
-            **self.experience_metrics(experience),
+            **experience_metrics,
             "train/nonfinite_updates": ts.nonfinite_updates.astype(jnp.float32),
             "time/gradient_steps": (ts.step * cfg.epoch_cycles * cfg.train_steps).astype(jnp.float32),
         }

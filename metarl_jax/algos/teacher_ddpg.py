@@ -252,7 +252,7 @@ class TeacherDDPG(offpolicy.OffPolicyBase, Algorithm):
         student_return = infos["train/student_return"][-1]
         ts = ts.replace(params={**student.params, "teacher": teacher},
                         opt_state={**student.opt_state, "teacher": teacher_opt}, step=ts.step + 1,
-                        nonfinite_updates=ts.nonfinite_updates + jnp.sum(infos.pop("nonfinite")),
+                        nonfinite_updates=ts.nonfinite_updates + jnp.sum(infos.pop("nonfinite")).astype(jnp.int32),
                         extras={"target": student.target, "experience": experience, "student_return": student_return})
         metrics = {
             **{k: jnp.mean(v).astype(jnp.float32) for k, v in infos.items()},
