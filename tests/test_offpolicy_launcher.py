@@ -49,7 +49,8 @@ def test_resume_is_bit_identical_with_the_replay_buffer_in_the_checkpoint(resume
     assert [training(r) for r in records(straight)] == [training(r) for r in records(resumed)]
     assert last_record(straight) == last_record(resumed)  # the final meta-test too
     a, b = restore_params(straight), restore_params(resumed)
-    for (path, x), (_, y) in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree_util.tree_flatten_with_path(b)[0]):
+    flat_a, flat_b = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree_util.tree_flatten_with_path(b)[0]
+    for (path, x), (_, y) in zip(flat_a, flat_b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
     experience = a.extras["experience"]
     held = int(np.asarray(experience.buffer.current_index))

@@ -69,8 +69,9 @@ def make(name, family, **overrides):
 def tiny_batch(dtype=np.float32) -> Transition:
     """Three transitions: one into a terminal state, one cut by the time limit, one ordinary."""
     rng = np.random.default_rng(0)
-    return Transition(obs=jnp.asarray(rng.normal(size=(3, 2)), dtype), action=jnp.asarray([[0.5], [-0.3], [0.9]], dtype),
-                      reward=jnp.asarray([-1.0, -0.5, -0.25], dtype), next_obs=jnp.asarray(rng.normal(size=(3, 2)), dtype),
+    return Transition(obs=jnp.asarray(rng.normal(size=(3, 2)), dtype),
+                      action=jnp.asarray([[0.5], [-0.3], [0.9]], dtype), reward=jnp.asarray([-1.0, -0.5, -0.25], dtype),
+                      next_obs=jnp.asarray(rng.normal(size=(3, 2)), dtype),
                       termination=jnp.asarray([1.0, 0.0, 0.0], dtype), truncation=jnp.asarray([0.0, 1.0, 0.0], dtype),
                       extras={})
 

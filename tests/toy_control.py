@@ -48,8 +48,8 @@ class ToyControl(TaskFamily):
         new = jnp.stack([x + DT * v, v + DT * u])
         step = state.step + 1
         done, truncation = time_limit(step, self.episode_length, jnp.abs(new[0]) > X_MAX)
-        return state.replace(obs=new, reward=reward, done=done, info={"sparse_reward": reward, "truncation": truncation},
-                             step=step, env_state=new)
+        info = {"sparse_reward": reward, "truncation": truncation}
+        return state.replace(obs=new, reward=reward, done=done, info=info, step=step, env_state=new)
 
 
 def python_rollout(actions, episode_length: int):
