@@ -1,4 +1,4 @@
-"""DDPG, SAC and Xu et al.'s teacher against hand computations; no retracing; short learning runs on pendulum."""
+"""DDPG, SAC and Xu et al.'s teacher against hand computations (learning runs: test_offpolicy_launcher.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metarl_jax import algos, envs, normalization
+from metarl_jax import algos, normalization
 from metarl_jax.collector import Transition
 from tests import toy_control
 
@@ -181,51 +181,3 @@ def test_teacher_gradient_is_eq5_in_closed_form(toy):
     np.testing.assert_allclose(np.asarray(mean_bias_grad), -meta_reward * np.sum((raw - mean) / var, 0), rtol=1e-4)
     np.testing.assert_allclose(np.asarray(log_std_bias_grad), -meta_reward * np.sum((raw - mean) ** 2 / var - 1, 0),
                                rtol=1e-4)
-
-
-def test_teacher_iteration_counts_every_env_step_and_fills_the_buffer(toy):
-    cfg = algos.preset("teacher_ddpg", "smoke").replace(epoch_cycles=3, teacher_copies=2, teacher_baseline=True)
-    algo = algos.make("teacher_ddpg", toy, cfg)
-    ts = jax.jit(algo.init)(jax.random.key(6))
-    ts, metrics = algo.train_step(ts)
-    # Per cycle: D0 of both copies (2 × 10), D1 of both π′ (2 × 20) and the student's own rollout (20).
-    per_cycle = 2 * cfg.exploration_steps + 3 * cfg.rollout_steps
-    assert float(metrics["time/env_steps"]) == 3 * per_cycle == float(metrics["train/buffer_size"])
-    assert np.isfinite(float(metrics["train/meta_reward"])) and float(metrics["train/nonfinite_updates"]) == 0
-
-
-@pytest.mark.parametrize("name", ["ddpg", "sac", "teacher_ddpg"])
-def test_no_retracing(toy, name):
-    algo = make(name, toy)
-    ts = jax.jit(algo.init)(jax.random.key(7))
-    for _ in range(3):
-        ts, _ = algo.train_step(ts)
-    assert algo.trace_count == 1 and algo._jit_train_step._cache_size() == 1
-    ts, metrics = algo.train(ts, 2)
-    ts, metrics = algo.train(ts, 2)
-    assert algo.trace_count == 2 and metrics["time/env_steps"].shape == (2,)
-
-
-# ---- short learning runs on pendulum ------------------------------------------------------------------
-
-RANDOM_POLICY_RETURN = -1200.0  # uniform random torques on gym's Pendulum: about −1200 per 200-step episode
-LEARNING_RUNS = {
-    # Twice to four times the gradient steps of the paper's ratio (50 per 200 env steps), for a short run.
-    "ddpg": (dict(epoch_cycles=5, train_steps=200), 6),
-    "sac": (dict(hidden_sizes=(64, 64), batch_size=64, num_envs=4, rollout_steps=4, train_steps=4,
-                 epoch_cycles=250), 10),
-    "teacher_ddpg": (dict(teacher="variance", epoch_cycles=2, train_steps=200), 12),
-}
-
-
-@pytest.mark.parametrize("name", sorted(LEARNING_RUNS))
-def test_short_learning_run_on_pendulum_beats_a_random_policy(name):
-    overrides, iterations = LEARNING_RUNS[name]
-    family = envs.make("pendulum")
-    algo = algos.make(name, family, algos.preset(name, "pendulum").replace(**overrides))
-    ts = jax.jit(algo.init)(jax.random.key(0))
-    ts, metrics = algo.train(ts, iterations)
-    returns = np.asarray(metrics["train/return"])
-    final = float(returns[-2:].mean())  # ddpg/sac: finished training episodes; teacher: the student's R̂π
-    assert final > RANDOM_POLICY_RETURN + 500, returns
-    assert float(metrics["train/nonfinite_updates"][-1]) == 0
