@@ -66,6 +66,8 @@ def commit(tree: Any, mesh: Mesh | None) -> Any:
     replicated = NamedSharding(mesh, PartitionSpec())
 
     def place(x):
+        if isinstance(x, jax.core.Tracer):  # under a trace (jit, eval_shape) placement is the caller's
+            return x
         on_mesh = (isinstance(x, jax.Array) and x.committed and isinstance(x.sharding, NamedSharding)
                    and x.sharding.mesh == mesh)
         return x if on_mesh else jax.device_put(x, replicated)
