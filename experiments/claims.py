@@ -41,10 +41,12 @@ class Run:
     overrides: tuple[str, ...] = ()
     env_kwargs: tuple[str, ...] = ()
     log_every: int = 10
+    eval_every: int = 0  # > 0: evaluate during training too (a learning curve over seeds in metrics.jsonl)
 
     def train_args(self) -> list[str]:
         args = [f"--algo={self.algo}", f"--env={self.env}", f"--num_steps={self.num_steps}",
                 f"--log_every={min(self.log_every, self.num_steps)}", f"--checkpoint_every={self.num_steps}"]
+        args += [f"--eval_every={self.eval_every}"] if self.eval_every else []
         args += [f"--preset={self.preset}"] if self.preset else []
         args += [f"--override={o}" for o in self.overrides] + [f"--env_kwarg={k}" for k in self.env_kwargs]
         return args
@@ -120,9 +122,12 @@ def paired_interval(x: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _step_name(step: int, curve: np.ndarray) -> str:
+def _after_steps(step: int, curve: np.ndarray) -> str:
+    """A statement's ' after K test steps' (nothing for a single-task learner's one-point curve)."""
+    if curve.shape[-1] == 1:
+        return ""
     k = step % curve.shape[-1]
-    return f"{k} test step{'s' if k != 1 else ''}"
+    return f" after {k} test step{'s' if k != 1 else ''}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +149,7 @@ class Exceeds:
                            reason=f"no runs of {', '.join(missing)}")
         mine = curves[self.method][:, self.step]
         best = max(present, key=lambda o: curves[o][:, self.step].mean())
-        statement = (f"{self.method}'s {self.what} after {_step_name(self.step, curves[self.method])} exceeds "
+        statement = (f"{self.method}'s {self.what}{_after_steps(self.step, curves[self.method])} exceeds "
                      + (f"{best}'s" if len(present) == 1 else f"the best other method's ({best})"))
         seeds = min(len(mine), len(curves[best]))
         if seeds < 2:
@@ -166,7 +171,7 @@ class Improves:
         if self.method not in curves:
             return Verdict(f"{self.method} improves with adaptation", None, reason=f"no run of {self.method}")
         curve = curves[self.method]
-        statement = (f"{self.method}'s {self.what} after {_step_name(self.step, curve)} exceeds its "
+        statement = (f"{self.method}'s {self.what}{_after_steps(self.step, curve)} exceeds its "
                      f"pre-update {self.what}")
         if len(curve) < 2:
             return Verdict(statement, None, reason="one seed gives no interval")
@@ -182,6 +187,9 @@ class Panel:
     protocol: Protocol = Protocol()
     paper: Mapping[str, Sequence[float]] = dataclasses.field(default_factory=dict)  # label -> returns per step
     paper_steps: tuple[int, ...] = ()  # the adaptation steps of the paper's numbers
+    # The runs must end at the same number of environment steps (``time/env_steps``): a comparison of
+    # sample efficiency. If they do not, no statistic is decided.
+    equal_env_steps: bool = False
 
     @property
     def slug(self) -> str:

@@ -4,6 +4,7 @@ r"""Meta-test figures of trained runs (MAESN, Gupta et al. 2018, Figs. 6-9).
     python -m experiments.figures trajectories --logdirs=runs/maesn,runs/maml [--random] --out=figs
     python -m experiments.figures latents --logdirs=runs/maesn --out=figs
     python -m experiments.figures ablation --logdirs=runs/maesn --out=figs
+    python -m experiments.figures learning --logdirs=runs/ddpg,runs/teacher --out=figs
 
 ``compare`` (Fig. 6) reads each run's ``eval/adaptation_curve.json`` (written by
 ``experiments.evaluate``) and draws return vs adaptation iteration with a 95%
@@ -26,6 +27,10 @@ split's tasks the prior N(0, I) and q after the K meta-test steps.
 ``ablation`` (Fig. 9): the meta-test adaptation curve with z ~ N(μ, σ) sampled per
 episode vs z fixed at μ (σ → 0 in the rollouts), with the visitations of the
 first batch of both.
+
+``learning`` (Xu et al. Fig. 3): the return of the periodic evaluations during training
+(``--eval_every``; mean over seeds with its 95 % interval from ``metrics.jsonl``) against the
+environment steps taken (``time/env_steps``), so that learners are compared at equal samples.
 
 Every figure is a PNG with the JSON of the data it shows, written into ``--out``.
 Bad input ends with a one-line ``error: ...`` and exit status 2.
@@ -373,7 +378,32 @@ def ablation(f: Any) -> list[str]:
     return paths
 
 
-COMMANDS = {"compare": compare, "trajectories": trajectories, "latents": latents, "ablation": ablation}
+# ---- learning curves (Xu et al. Fig. 3) -----------------------------------------------------------------
+
+
+def learning(f: Any) -> list[str]:
+    from metarl_jax.io.metrics import read_metrics
+    from metarl_jax.io.plots import plot_learning_curves
+
+    curves = []
+    for logdir, label in zip(f.logdirs, _labels(f, [_saved_algo(d) for d in f.logdirs])):
+        rows = [r for r in read_metrics(logdir) if "eval/return_step0" in r]
+        if not rows:
+            raise ValueError(f"learning: {logdir} has no evaluations in metrics.jsonl (train with --eval_every)")
+        if any("time/env_steps" not in r for r in rows):
+            raise ValueError(f"learning: {logdir} logs no time/env_steps; its x axis would be undefined")
+        band = all("eval/return_step0_ci95_low" in r for r in rows)  # one seed: no interval
+        curves.append({"label": label, "logdir": logdir, "env_steps": [r["time/env_steps"] for r in rows],
+                       "mean": [r["eval/return_step0"] for r in rows],
+                       "low": [r["eval/return_step0_ci95_low"] for r in rows] if band else None,
+                       "high": [r["eval/return_step0_ci95_high"] for r in rows] if band else None})
+    paths = _write(f.out, "learning", {"curves": curves})
+    plot_learning_curves(curves, paths[0], title="return during training (95 % interval over seeds)")
+    return paths
+
+
+COMMANDS = {"compare": compare, "trajectories": trajectories, "latents": latents, "ablation": ablation,
+            "learning": learning}
 
 
 def run(f: Any, command: str) -> int:

@@ -130,7 +130,7 @@ def _mame_runs(num_steps: int, overrides: tuple[str, ...], env_kwargs: tuple[str
 MAME_STATISTICS = (Exceeds("ProMP", ("MAML-TRPO", "MAML-VPG"), step=1, what="sparse post-update return"),
                    Exceeds("MAME", ("ProMP", "MAML-TRPO", "MAML-VPG", "E-MAML"), step=1,
                            what="sparse post-update return"))
-MAME_CPU = ("meta_batch_size=20", "episodes_per_task=10", "eval_num_tasks=20", "eval_episodes_per_task=20",
+MAME_CPU = ("meta_batch_size=10", "episodes_per_task=10", "eval_num_tasks=20", "eval_episodes_per_task=20",
             "eval_adaptation_steps=1")
 
 register(Claim(
@@ -141,12 +141,86 @@ register(Claim(
     scales={
         "smoke": Scaled((Panel("point_corner (smoke)", _mame_runs(2, SMOKE), MAME_STATISTICS,
                                Protocol(reward="sparse")),), seeds=2, notes="Pipeline check only."),
-        "cpu": Scaled((Panel("point_corner, sparse reward", _mame_runs(100, MAME_CPU), MAME_STATISTICS,
+        "cpu": Scaled((Panel("point_corner, sparse reward", _mame_runs(60, MAME_CPU), MAME_STATISTICS,
                              Protocol(reward="sparse")),),
-                      notes=("ProMP's corner task with its 100-step horizon, 20 tasks x 10 episodes per "
-                             "meta-batch (paper: 40 x 20), 100 iterations (paper: 1001); one adaptation step, "
+                      notes=("ProMP's corner task with its 100-step horizon, 10 tasks x 10 episodes per "
+                             "meta-batch (paper: 40 x 20), 60 iterations (paper: 1001); one adaptation step, "
                              "as in the paper; meta-test on 20 goals x 20 episodes.")),
         "paper": Scaled((Panel("point_corner, sparse reward", _mame_runs(1001, ()), MAME_STATISTICS,
                                Protocol(reward="sparse")),), notes="ProMP's settings (40 x 20, 1001 iterations)."),
     },
+))
+
+
+# ---- Xu et al. (2018), Table 2: a learned exploration teacher makes DDPG more sample-efficient ----------
+
+# Environment steps per launcher step (epoch), every step counted (the teacher's exploration D0, the
+# student's and π′'s evaluation rollouts): DDPG 20 cycles x 200; the teacher 20 x (100 + 2 x 200), or
+# for the long tasks 20 x (1000 + 2 x 2000). `epoch_cycles` only sets how often the launcher logs.
+XU_DDPG_EPOCH = 4_000
+XU_TEACHER_CYCLE = {"pendulum": 500, "inverted_pendulum": 5_000, "half_cheetah": 5_000}
+XU_PAPER = {"pendulum": (-123.0, -206.0), "inverted_pendulum": (745.0, 499.0),
+            "inverted_double_pendulum": (7718.0, 2795.0), "hopper": (205.0, 135.0),
+            "half_cheetah": (2011.0, 1594.0), "reacher": (-12.16, -11.67)}  # (Meta, DDPG), Table 2
+# Sec. 5.1: the budgets at which the paper's curves converge.
+XU_BUDGETS = {"pendulum": 900_000, "inverted_pendulum": 1_500_000, "inverted_double_pendulum": 1_500_000,
+              "hopper": 1_000_000, "half_cheetah": 1_500_000, "reacher": 700_000}
+XU_STATISTICS = (Exceeds("Meta", ("DDPG",), what="return at equal env steps"),
+                 Exceeds("Meta (variance)", ("DDPG",), what="return at equal env steps"))
+
+
+def _xu_runs(env: str, env_steps: int, evaluations: int, overrides: tuple[str, ...] = (),
+             env_kwargs: tuple[str, ...] = (), preset: str | None = None) -> tuple[Run, ...]:
+    """DDPG and both teacher forms for ``env_steps`` env steps, evaluated ``evaluations`` times on the way."""
+    cycle = XU_TEACHER_CYCLE.get(env, 500)
+    teacher_cycles = env_steps // evaluations // cycle  # one launcher step between evaluations
+    ddpg_epochs = env_steps // XU_DDPG_EPOCH
+    if teacher_cycles * cycle * evaluations != env_steps or ddpg_epochs * XU_DDPG_EPOCH != env_steps:
+        raise ValueError(f"{env}: {env_steps} env steps do not split into {evaluations} evaluations of whole "
+                         f"teacher cycles ({cycle}) and DDPG epochs ({XU_DDPG_EPOCH})")
+    preset = preset or env
+    teacher = overrides + (f"epoch_cycles={teacher_cycles}",)
+    return (
+        Run("DDPG", "ddpg", env, ddpg_epochs, preset, overrides, env_kwargs, log_every=1,
+            eval_every=max(1, ddpg_epochs // evaluations)),
+        Run("Meta", "teacher_ddpg", env, evaluations, preset, teacher, env_kwargs, log_every=1, eval_every=1),
+        Run("Meta (variance)", "teacher_ddpg", env, evaluations, preset, teacher + ("teacher=variance",),
+            env_kwargs, log_every=1, eval_every=1),
+    )
+
+
+def _xu_panel(env: str, env_steps: int, evaluations: int, overrides: tuple[str, ...] = ()) -> Panel:
+    meta, ddpg = XU_PAPER[env]
+    return Panel(f"{env}, " + f"{env_steps:,} env steps".replace(",", " "), _xu_runs(env, env_steps, evaluations, overrides),
+                 XU_STATISTICS, paper={"Meta": (meta,), "DDPG": (ddpg,)}, paper_steps=(0,), equal_env_steps=True)
+
+
+# Smoke: the smoke configs on a 5-step pendulum, 80 env steps each in 2 epochs (DDPG: 2 cycles x 20; the
+# teacher: 1 cycle of 10 exploration steps + 2 x 15 evaluation steps).
+XU_SMOKE_DDPG = Run("DDPG", "ddpg", "pendulum", 2, "smoke", (), ("episode_length=5",),
+                    log_every=1, eval_every=1)
+XU_SMOKE_META = Run("Meta", "teacher_ddpg", "pendulum", 2, "smoke", ("epoch_cycles=1", "rollout_steps=15"),
+                    ("episode_length=5",), log_every=1, eval_every=1)
+
+register(Claim(
+    name="xu_table2",
+    paper="Xu et al. 2018 (meta-policy gradient exploration for DDPG)",
+    figure="Table 2 (curves: Fig. 3)",
+    description="a learned exploration teacher (either form) gives DDPG a higher return at equal env steps",
+    scales={
+        "smoke": Scaled((Panel("pendulum (smoke)", (XU_SMOKE_DDPG, XU_SMOKE_META), XU_STATISTICS,
+                               equal_env_steps=True),), seeds=2,
+                        notes="Pipeline check only (DDPG and the independent teacher)."),
+        "cpu": Scaled((_xu_panel("pendulum", 40_000, 10), _xu_panel("inverted_pendulum", 100_000, 5)),
+                      notes=("Pendulum at 40 000 env steps (paper: 0.9 M) and InvertedPendulum at 100 000 (paper: "
+                             "1.5 M), budgets at which DDPG has not converged, so a faster learner can show; the "
+                             "paper's settings otherwise (Table 1 and Sec. 5.1: 20 cycles, 50 student steps per "
+                             "cycle, teacher Adam 1e-4, 100 exploration / 200 evaluation steps, 1000 / 2000 for "
+                             "InvertedPendulum). The return is the deterministic student's on 10 episodes after "
+                             "the last step, the curves the same evaluation during training.")),
+        "paper": Scaled(tuple(_xu_panel(env, budget, 10)
+                              for env, budget in XU_BUDGETS.items()),
+                        notes="Every Table 2 environment at the paper's budget (Sec. 5.1), 5 seeds (paper: 3)."),
+    },
+    figures=(("learning", ()),),
 ))

@@ -123,7 +123,27 @@ def run_method(run: claims.Run, protocol: claims.Protocol, logdir: str, seeds: i
         json.dump(timing, f)
     curve = _read_json(curve_path)
     return {"label": run.label, "logdir": logdir, "run": dataclasses.asdict(run), "status": status,
-            **timing, "curve": curve}
+            **timing, "curve": curve, "env_steps": _final_env_steps(logdir)}
+
+
+def _final_env_steps(logdir: str) -> float | None:
+    """``time/env_steps`` of the run's last logged step (every environment step it took; None if unlogged)."""
+    from metarl_jax.io.metrics import read_metrics
+
+    rows = [r for r in read_metrics(os.path.join(logdir, "metrics.jsonl")) if "time/env_steps" in r]
+    return float(rows[-1]["time/env_steps"]) if rows else None
+
+
+def decide(panel: claims.Panel, records: list[dict[str, Any]]) -> list[claims.Verdict]:
+    """The panel's verdicts; none is decided when a sample-efficiency panel's runs took different env steps."""
+    curves = {r["label"]: seed_curves(r["curve"]) for r in records}
+    verdicts = [statistic.decide(curves) for statistic in panel.statistics]
+    steps = {r["label"]: r["env_steps"] for r in records}
+    if panel.equal_env_steps and len(set(steps.values())) > 1:
+        reason = "the runs took different numbers of env steps: " + ", ".join(
+            f"{label} {value:.0f}" if value is not None else f"{label} unknown" for label, value in steps.items())
+        verdicts = [dataclasses.replace(v, holds=None, reason=reason) for v in verdicts]
+    return verdicts
 
 
 def seed_curves(curve: dict[str, Any]):
@@ -156,6 +176,8 @@ def panel_table(panel: claims.Panel, records: list[dict[str, Any]]) -> str:
     num_points = max(seed_curves(r["curve"]).shape[1] for r in records)
     steps = shown_steps(num_points)
     header = ["method", *[f"step {k}" for k in steps]]
+    if panel.equal_env_steps:
+        header.append("env steps")
     if panel.paper:
         header.append("paper (" + ", ".join(f"step {k}" for k in panel.paper_steps) + ")")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -168,6 +190,8 @@ def panel_table(panel: claims.Panel, records: list[dict[str, Any]]) -> str:
                 cells.append(f"{mean:.3g} [{low:.3g}, {high:.3g}]")
             else:
                 cells.append("–")
+        if panel.equal_env_steps:
+            cells.append("–" if record.get("env_steps") is None else f"{record['env_steps']:.0f}")
         if panel.paper:
             cells.append(", ".join(f"{v:g}" for v in panel.paper.get(record["label"], ())) or "–")
         lines.append("| " + " | ".join(cells) + " |")
@@ -221,8 +245,7 @@ def reproduce(claim: claims.Claim, scale: str, seeds: int | None, out: str, quie
             print(f"[{claim.name}/{scale}] {panel.title}: {run.label} ({run.algo}, {seeds} seeds, "
                   f"{run.num_steps} iterations)", file=sys.stderr, flush=True)
             records.append(run_method(run, panel.protocol, os.path.join(panel_dir, _slug(run.label)), seeds, quiet))
-        curves = {r["label"]: seed_curves(r["curve"]) for r in records}
-        verdicts = [statistic.decide(curves) for statistic in panel.statistics]
+        verdicts = decide(panel, records)
         figure_paths = draw_figures(claim, panel, records, panel_dir, quiet)
         panels.append({"title": panel.title, "slug": panel.slug, "protocol": dataclasses.asdict(panel.protocol),
                        "runs": records, "verdicts": [dataclasses.asdict(v) for v in verdicts],

@@ -143,3 +143,38 @@ def test_publish_splices_the_claim_block_and_keeps_hand_written_text(smoke_resul
     assert "Hand-written investigation." in text and text.count("BEGIN GENERATED: maesn_fig6:smoke") == 1
     assert result["panels"][0]["verdict_lines"][0] in text
     assert any(name.endswith("compare.png") for name in os.listdir(tmp_path / "images"))
+
+
+def test_sample_efficiency_panels_are_decided_only_at_equal_env_steps(smoke_results):
+    """Xu et al.'s panel counts every env step of both learners; unequal counts decide nothing."""
+    _, first, _ = smoke_results
+    panel = first["xu_table2"]["panels"][0]
+    assert [r["env_steps"] for r in panel["runs"]] == [80.0, 80.0]  # DDPG 2 x 2 x 20; the teacher 2 x (10 + 2 x 15)
+    assert "env steps" in panel["table"].splitlines()[0]
+    assert panel["verdicts"][0]["holds"] is not None  # Meta against DDPG: decided (either way)
+    assert os.path.basename(panel["figures"][1]) == "learning.png"
+    scaled = claims.get("xu_table2").scale("smoke").panels[0]
+    records = [dict(r) for r in panel["runs"]]
+    records[1]["env_steps"] = 120.0
+    verdicts = reproduce.decide(scaled, records)
+    assert all(v.holds is None for v in verdicts)
+    assert "different numbers of env steps: DDPG 80, Meta 120" in verdicts[0].line("smoke")
+
+
+def test_xu_budgets_are_whole_epochs_of_the_learners_presets():
+    """The claim's env-step accounting is the presets' (DDPG: cycles x rollout; the teacher per cycle: D0,
+    then the student's and each π′'s evaluation rollout), so the cpu and paper runs end at equal steps."""
+    from experiments import paper_claims
+    from metarl_jax import algos
+
+    for scale in ("cpu", "paper"):
+        for panel in claims.get("xu_table2").scale(scale).panels:
+            ddpg_run, meta_run, variance_run = panel.runs
+            ddpg = algos.preset("ddpg", ddpg_run.preset)
+            teacher = algos.preset("teacher_ddpg", meta_run.preset)
+            assert ddpg.epoch_cycles * ddpg.rollout_steps == paper_claims.XU_DDPG_EPOCH, panel.title
+            per_cycle = teacher.exploration_steps + (1 + teacher.teacher_copies) * teacher.rollout_steps
+            assert per_cycle == paper_claims.XU_TEACHER_CYCLE.get(ddpg_run.env, 500), panel.title
+            cycles = int(dict(o.split("=") for o in meta_run.overrides)["epoch_cycles"])
+            assert meta_run.num_steps * cycles * per_cycle == ddpg_run.num_steps * ddpg.epoch_cycles * ddpg.rollout_steps
+            assert variance_run.overrides == (*meta_run.overrides, "teacher=variance")

@@ -34,6 +34,27 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: st
     plt.close(fig)
 
 
+def plot_learning_curves(curves: Sequence[Mapping[str, Any]], path: str, title: str = "",
+                         ylabel: str = "return") -> None:
+    """Return against environment steps, one line per run (``label``, ``env_steps``, ``mean``) with its
+    band ``low``..``high`` where given (Xu et al. Fig. 3)."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for curve in curves:
+        x, mean = np.asarray(curve["env_steps"], float), np.asarray(curve["mean"], float)
+        (line,) = ax.plot(x, mean, marker="o" if len(mean) <= 12 else None, ms=3, label=curve["label"])
+        if curve.get("low") is not None and curve.get("high") is not None:
+            ax.fill_between(x, np.asarray(curve["low"], float), np.asarray(curve["high"], float),
+                            color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_adaptation_curves(curves: Mapping[str, Mapping[str, Any]], path: str, title: str = "",
                            ylabel: str = "return") -> None:
     """Return after 0..K adaptation steps, one line per method/run with its 95% interval
