@@ -45,7 +45,7 @@ from metarl_jax import estimators
 from metarl_jax.algos import common, maml
 from metarl_jax.algos.config import non_negative, one_of, positive
 from metarl_jax.networks import ACTIVATIONS
-from metarl_jax.rollout import score
+from metarl_jax.rollout import Trajectory, score
 
 EXPLORATION_BASELINES = ("normalized", "leave_one_out", "none")
 
@@ -86,6 +86,15 @@ PRESETS: dict[str, Config] = {
 }
 
 
+def normalized_post_update_rewards(post_reward: jax.Array, post: Trajectory, reward_kind: str) -> jax.Array:
+    """R̂'_i = (R̄'_i − μ) / (σ + 1e-8), μ and σ the mean and std of every post-update reward of the
+    meta-batch ``post`` [N, E, T] (the ProMP code's E-MAML; MAME's ``emaml_explorer`` ablation)."""
+    rewards, mask = post.select_rewards(reward_kind), post.mask
+    mean = estimators.masked_mean(rewards, mask)
+    std = jnp.sqrt(estimators.masked_mean((rewards - mean) ** 2, mask))
+    return (post_reward - mean) / (std + 1e-8)
+
+
 class EMAML(maml.MAML):
     name = "emaml"
     Config = Config
@@ -96,11 +105,8 @@ class EMAML(maml.MAML):
         pre, _ = jax.tree.map(lambda x: x[:, 0], inner_batches)  # D_i: the pre-update batch, [N, E, T]
         post_reward = self.post_update_rewards(post_batches)
         if cfg.exploration_baseline == "normalized":
-            post, _ = post_batches
-            rewards, post_mask = post.select_rewards(cfg.train_reward), post.mask
-            mean = estimators.masked_mean(rewards, post_mask)
-            std = jnp.sqrt(estimators.masked_mean((rewards - mean) ** 2, post_mask))
-            post_reward, baseline = (post_reward - mean) / (std + 1e-8), "none"
+            post_reward = normalized_post_update_rewards(post_reward, post_batches[0], cfg.train_reward)
+            baseline = "none"
         else:
             baseline = cfg.exploration_baseline
         log_probs, _ = score(self.policy, self.policy_params(meta_params), pre)

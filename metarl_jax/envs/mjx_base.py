@@ -114,27 +114,38 @@ class MjxFamily(TaskFamily):
 
     # ---- physics -------------------------------------------------------------------------
 
-    def pipeline_init(self, qpos: jax.Array, qvel: jax.Array) -> mjx.Data:
+    def physics_model(self, task: Any) -> mjx.Model:
+        """The mjx.Model that simulates ``task``: the family's own model, shared by every task.
+
+        Dynamics-varying families (``envs/rand_params.py``) return a model with the task's
+        parameters, so that a ``vmap`` over tasks is a ``vmap`` over physics models.
+        """
+        del task
+        return self.mjx_model
+
+    def pipeline_init(self, qpos: jax.Array, qvel: jax.Array, model: mjx.Model | None = None) -> mjx.Data:
         """mjx.Data at (qpos, qvel) with body poses and subtree centres of mass computed.
 
         Only kinematics runs here (collision and the constraint solve happen in the
         first ``mjx.step``), which keeps the compiled reset small.
         """
-        data = mjx.make_data(self.mjx_model, impl="jax")
+        model = self.mjx_model if model is None else model
+        data = mjx.make_data(model, impl="jax")
         data = data.replace(qpos=qpos, qvel=qvel)
-        data = mjx.kinematics(self.mjx_model, data)
-        return mjx.com_pos(self.mjx_model, data)
+        data = mjx.kinematics(model, data)
+        return mjx.com_pos(model, data)
 
-    def pipeline_step(self, data: mjx.Data, action: jax.Array) -> mjx.Data:
+    def pipeline_step(self, data: mjx.Data, action: jax.Array, model: mjx.Model | None = None) -> mjx.Data:
         """``frame_skip`` physics steps with ctrl = clip(action); no gradient flows through physics.
 
         ``mjx.step`` computes body poses before integrating, so they lag qpos by one
         physics step; a final ``mjx.kinematics`` makes xpos/xipos/site_xpos match qpos.
         """
+        model = self.mjx_model if model is None else model
         ctrl = jnp.clip(lax.stop_gradient(action), self.ctrl_low, self.ctrl_high)
         data = data.replace(ctrl=ctrl)
-        data = lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data)
-        return lax.stop_gradient(mjx.kinematics(self.mjx_model, data))
+        data = lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(model, d), data)
+        return lax.stop_gradient(mjx.kinematics(model, data))
 
     # ---- subclass hooks ------------------------------------------------------------------
 
@@ -172,7 +183,7 @@ class MjxFamily(TaskFamily):
 
     def reset(self, key: jax.Array, task: Any) -> State:
         qpos, qvel = self._initial_qpos_qvel(key, task)
-        data = self.pipeline_init(qpos, qvel)
+        data = self.pipeline_init(qpos, qvel, self.physics_model(task))
         info, metrics = self._reset_info_metrics(data, task)
         zero = jnp.zeros(())
         return State(
@@ -187,7 +198,7 @@ class MjxFamily(TaskFamily):
         )
 
     def step(self, state: State, action: jax.Array) -> State:
-        data = self.pipeline_step(state.env_state, action)
+        data = self.pipeline_step(state.env_state, action, self.physics_model(state.task))
         dense, sparse, terminated, info, metrics = self._rewards(state.env_state, data, action, state.task)
         step = state.step + 1
         done, truncation = time_limit(step, self.episode_length, terminated)
