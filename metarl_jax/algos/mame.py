@@ -211,6 +211,18 @@ class MAME(Algorithm):
         log_probs, _ = score(self.policy, policy_params, with_z)
         return estimators.importance_surrogate(log_probs - post.log_probs, post_adv, post.mask)
 
+    def explorer_rewards(self, params: Any, batch) -> tuple[jax.Array, jax.Array]:
+        """(r^μ [N, E, T] of eq. (9), ∂J/∂z'_i [N, d]) at the sampling parameters (no gradient)."""
+        explorer_batches, inner_data, z_new, post, post_adv = batch
+        outer_gradient = jax.grad(self.post_update_surrogate, argnums=1)(params["policy"], z_new, post, post_adv)
+
+        def rewards_of_task(explorer_batch, data, gradient):
+            losses = lambda z: self.per_step_losses(params, z, explorer_batch, data)  # noqa: E731
+            return ss.explorer_rewards(losses, self.initial_latent, gradient, data[1], self.config.fast_lr)
+
+        rewards = jax.vmap(rewards_of_task)(explorer_batches, inner_data, outer_gradient)
+        return rewards, jax.lax.stop_gradient(outer_gradient)
+
     def explorer_advantages(self, params: Any, batch) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
         """(A^μ, R^μ, metrics) for every exploration step [N, E, T] (eqs. 8-9, or E-MAML's returns)."""
         cfg = self.config
@@ -224,13 +236,7 @@ class MAME(Algorithm):
                 jnp.sum(post.mask, (1, 2)), 1.0)
             adjusted = emaml.normalized_post_update_rewards(per_task, post, cfg.train_reward)
             return adjusted[:, None, None] * mask, zeros, {}
-        outer_gradient = jax.grad(self.post_update_surrogate, argnums=1)(params["policy"], z_new, post, post_adv)
-
-        def rewards_of_task(explorer_batch, data, gradient):
-            losses = lambda z: self.per_step_losses(params, z, explorer_batch, data)  # noqa: E731
-            return ss.explorer_rewards(losses, self.initial_latent, gradient, data[1], cfg.fast_lr)
-
-        rewards = jax.vmap(rewards_of_task)(explorer_batches, inner_data, outer_gradient)
+        rewards, _ = self.explorer_rewards(params, batch)
         values = None
         if cfg.explorer_baseline == "value_network":
             values = self.value.apply(params["explorer_value"], explorer_batches.obs)[..., 0]
@@ -277,10 +283,15 @@ class MAME(Algorithm):
         keys = self.shard(jax.random.split(sample_key, cfg.meta_batch_size))
         return jax.vmap(self.sample_adaptation, in_axes=(None, 0, 0))(params, tasks, keys)
 
-    def _train_step(self, ts: TrainState):
+    def prepare(self, ts: TrainState):
+        """Steps 1-8 (everything before the optimiser): (ts with a fresh key, (batch, A^μ, R^μ), metrics)."""
         ts, (task_key, sample_key) = split_rng(ts, 2)
         batch = self.collect(ts.params, task_key, sample_key)
-        explorer_adv, explorer_returns, explorer_metrics = self.explorer_advantages(ts.params, batch)
+        explorer_adv, explorer_returns, metrics = self.explorer_advantages(ts.params, batch)
+        return ts, (batch, explorer_adv, explorer_returns), metrics
+
+    def _train_step(self, ts: TrainState):
+        ts, (batch, explorer_adv, explorer_returns), explorer_metrics = self.prepare(ts)
         params, opt_state, info = self.optimizer.update(
             lambda p: self.meta_objective(p, batch, explorer_adv, explorer_returns), ts.params, ts.opt_state)
         ts = ts.replace(params=params, opt_state=opt_state, step=ts.step + 1,
