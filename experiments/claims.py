@@ -150,7 +150,7 @@ class Exceeds:
         if seeds < 2:
             return Verdict(statement, None, reason="one seed gives no interval")
         difference, low, high = welch_interval(mine, curves[best][:, self.step])
-        return Verdict(statement, low > 0, difference, (low, high), seeds)
+        return Verdict(statement, bool(low > 0), difference, (float(low), float(high)), seeds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +171,7 @@ class Improves:
         if len(curve) < 2:
             return Verdict(statement, None, reason="one seed gives no interval")
         difference, low, high = paired_interval(curve[:, self.step] - curve[:, 0])
-        return Verdict(statement, low > 0, difference, (low, high), len(curve))
+        return Verdict(statement, bool(low > 0), difference, (float(low), float(high)), len(curve))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -277,7 +277,8 @@ def test_cg_subsample_fisher_uses_every_other_task():
     def both(params):
         inner, post, _ = algo.collect(params, jax.random.key(1), jax.random.key(2))
         every_other = jax.tree.map(lambda x: x[::2], (inner, post))
-        return algo.fisher_objective(inner, post)(params), algo.meta_objective(params, *every_other)
+        # CG's Fisher products use the realized objective (what the line search evaluates).
+        return algo.fisher_objective(inner, post)(params), algo.meta_objective(params, *every_other, realized=True)
 
     subsampled, reference = both(ts.params)
     assert jax.tree.leaves(subsampled.fisher_outputs)[0].shape[0] == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metarl_jax.algos import emaml, maesn, mame, maml, metasgd, policy_gradient, promp
+from metarl_jax.algos import ddpg, emaml, maesn, mame, maml, metasgd, policy_gradient, promp, sac, teacher_ddpg
 from metarl_jax.algos.base import Algorithm, TrainState
 from metarl_jax.algos.config import AlgoConfig, get_preset
 
@@ -19,6 +19,9 @@ _REGISTRY: dict[str, tuple[type[Algorithm], Any]] = {
     "vpg": (policy_gradient.VPG, policy_gradient),
     "trpo": (policy_gradient.TRPO, policy_gradient),
     "ppo": (policy_gradient.PPO, policy_gradient),
+    "ddpg": (ddpg.DDPG, ddpg),
+    "sac": (sac.SAC, sac),
+    "teacher_ddpg": (teacher_ddpg.TeacherDDPG, teacher_ddpg),
 }
 
 
@@ -52,5 +55,5 @@ def make(name: str, family: Any, config: AlgoConfig | None = None, mesh: Any = N
     return cls(family, config, mesh=mesh)
 
 
-__all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "emaml", "maesn", "make", "maml", "mame", "metasgd",
-           "names", "policy_gradient", "preset", "presets", "promp"]
+__all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "ddpg", "emaml", "maesn", "make", "maml", "mame",
+           "metasgd", "names", "policy_gradient", "preset", "presets", "promp", "sac", "teacher_ddpg"]

@@ -118,8 +118,8 @@ class EMAML(maml.MAML):
         mean_log_lik = jnp.sum(log_probs * pre.mask, task_axes) / jnp.maximum(jnp.sum(pre.mask, task_axes), 1.0)
         return cfg.exploration_weight * estimators.score_function_surrogate(mean_log_lik, post_reward, baseline)
 
-    def meta_objective(self, meta_params: Any, inner_batches, post_batches):
+    def meta_objective(self, meta_params: Any, inner_batches, post_batches, realized: bool = False):
         """MAML's outer objective minus the exploration term as a penalty (the loss is −surrogate + penalty)."""
-        objective = super().meta_objective(meta_params, inner_batches, post_batches)
+        objective = super().meta_objective(meta_params, inner_batches, post_batches, realized)
         exploration = self.exploration_objective(meta_params, inner_batches, post_batches)
         return objective._replace(penalty=objective.penalty - exploration)

@@ -156,19 +156,35 @@ class MAML(Algorithm):
 
     # -- inner loop ------------------------------------------------------------------------
 
-    def inner_objective(self, params: Any, trajectories: Trajectory, adv: jax.Array) -> jax.Array:
-        """L_T(f_θ; D): the policy-gradient surrogate whose gradient is the inner step direction."""
-        log_probs, _ = score(self.policy, params, trajectories)
-        return estimators.SURROGATES[self.config.inner_estimator](log_probs, adv, trajectories.mask)
+    def inner_objective(self, params: Any, trajectories: Trajectory, adv: jax.Array,
+                        realized: bool = False) -> jax.Array:
+        """L_T(f_θ; D): the policy-gradient surrogate whose gradient is the inner step direction.
 
-    def inner_step(self, meta_params: Any, params: Any, trajectories: Trajectory, adv: jax.Array) -> Any:
+        ``realized``: the surrogate of the step the code actually takes at any θ, as a plain function.
+        DiCE's and LVC's magic boxes evaluate to 1, so at every θ their step is REINFORCE with the
+        samples held fixed ("vpg"); only their derivatives differ (they add the score terms of the
+        sampling). TRPO's Fisher and line search must describe the same function, the realized one
+        (``realized_objective``).
+        """
+        log_probs, _ = score(self.policy, params, trajectories)
+        kind = "vpg" if realized else self.config.inner_estimator
+        return estimators.SURROGATES[kind](log_probs, adv, trajectories.mask)
+
+    def inner_step(self, meta_params: Any, params: Any, trajectories: Trajectory, adv: jax.Array,
+                   realized: bool = False) -> Any:
         """θ' = θ + α ∘ ∇_θ L(θ; D) (gradient ascent on the surrogate)."""
-        grads = jax.grad(self.inner_objective)(params, trajectories, adv)
-        if self.config.first_order:
+        grads = jax.grad(self.inner_objective)(params, trajectories, adv, realized)
+        if self.config.first_order and not realized:
             grads = jax.lax.stop_gradient(grads)
         return jax.tree.map(lambda p, a, g: p + a * g, params, self.inner_step_sizes(meta_params), grads)
 
-    def adapt_with_log_likelihood(self, meta_params: Any, inner_batches: tuple[Trajectory, jax.Array]):
+    @property
+    def estimator_differs_from_realized(self) -> bool:
+        """Whether the meta-gradient estimator's derivatives differ from the realized map's (see inner_objective)."""
+        return self.config.inner_estimator != "vpg" or self.config.first_order
+
+    def adapt_with_log_likelihood(self, meta_params: Any, inner_batches: tuple[Trajectory, jax.Array],
+                                  realized: bool = False):
         """(θ_K(θ, α), Σ_k Σ_{D_k} log π_{θ_k}(a|s)) from the K stored inner batches, differentiably.
 
         Replays step 4; the second output is log p(D_1..D_K) under the parameters that sampled each
@@ -178,14 +194,15 @@ class MAML(Algorithm):
         def body(p, batch):
             trajectories, adv = batch
             log_probs, _ = score(self.policy, p, trajectories)
-            return self.inner_step(meta_params, p, trajectories, adv), jnp.sum(log_probs * trajectories.mask)
+            return (self.inner_step(meta_params, p, trajectories, adv, realized),
+                    jnp.sum(log_probs * trajectories.mask))
 
         adapted, log_likelihoods = jax.lax.scan(body, self.policy_params(meta_params), inner_batches)
         return adapted, jnp.sum(log_likelihoods)
 
-    def adapt(self, meta_params: Any, inner_batches: tuple[Trajectory, jax.Array]) -> Any:
+    def adapt(self, meta_params: Any, inner_batches: tuple[Trajectory, jax.Array], realized: bool = False) -> Any:
         """θ_K(θ, α) from the K stored inner batches, differentiably (replays step 4)."""
-        return self.adapt_with_log_likelihood(meta_params, inner_batches)[0]
+        return self.adapt_with_log_likelihood(meta_params, inner_batches, realized)[0]
 
     def sample_adaptation(self, meta_params: Any, task: Any, key: jax.Array):
         """Steps 3-5 for one task: K inner batches (each from the latest θ_k) and the post-update batch."""
@@ -205,12 +222,13 @@ class MAML(Algorithm):
 
     # -- outer loop ------------------------------------------------------------------------
 
-    def meta_objective(self, meta_params: Any, inner_batches, post_batches):
+    def meta_objective(self, meta_params: Any, inner_batches, post_batches, realized: bool = False):
         """The outer objective over all tasks: importance ratios of π_{θ'_i(θ)} on D'_i (and, with
-        ``outer_estimator="pre_update_score"``, minus the score term as a penalty)."""
+        ``outer_estimator="pre_update_score"``, minus the score term as a penalty). ``realized``: with
+        the realized inner step (``inner_objective``): what TRPO's line search and Fisher see."""
 
         def one_task(inner_batch, post_batch):
-            adapted, log_likelihood = self.adapt_with_log_likelihood(meta_params, inner_batch)
+            adapted, log_likelihood = self.adapt_with_log_likelihood(meta_params, inner_batch, realized)
             post, post_adv = post_batch
             return common.importance_objective(self.policy, adapted, post, post_adv), log_likelihood
 
@@ -240,18 +258,26 @@ class MAML(Algorithm):
         return jax.vmap(self.sample_adaptation, in_axes=(None, 0, 0))(params, tasks, sample_keys)
 
     def fisher_objective(self, inner_batches, post_batches, *args):
-        """The outer objective on a task subsample for CG's Fisher products (None: the whole batch)."""
+        """The realized outer objective on a task subsample for CG's Fisher products (None: the whole batch)."""
         if self.config.cg_subsample == 1.0:
             return None
         sub_inner, sub_post = common.subsample((inner_batches, post_batches), self.config.cg_subsample)
-        return lambda p: self.meta_objective(p, sub_inner, sub_post, *args)
+        return lambda p: self.meta_objective(p, sub_inner, sub_post, *args, realized=True)
+
+    def realized_objective(self, inner_batches, post_batches, *args):
+        """The outer objective with the realized inner step, for TRPO's line search and Fisher; None when
+        it is the estimator's own objective (the "vpg" inner surrogate, second order)."""
+        if not self.estimator_differs_from_realized:
+            return None
+        return lambda p: self.meta_objective(p, inner_batches, post_batches, *args, realized=True)
 
     def _train_step(self, ts: TrainState):
         ts, (task_key, sample_key) = split_rng(ts, 2)
         inner_batches, post_batches, adaptation_distance = self.collect(ts.params, task_key, sample_key)
         params, opt_state, info = self.optimizer.update(
             lambda p: self.meta_objective(p, inner_batches, post_batches), ts.params, ts.opt_state,
-            self.fisher_objective(inner_batches, post_batches))
+            self.fisher_objective(inner_batches, post_batches),
+            realized_objective_fn=self.realized_objective(inner_batches, post_batches))
         ts = self.apply_update(ts, params, opt_state, info)
         return ts, self.train_metrics(ts, inner_batches, post_batches, adaptation_distance, info)
 

@@ -53,10 +53,16 @@ ObjectiveFn = Callable[[Any], PolicyObjective]
 
 
 class PolicyOptimizer(NamedTuple):
-    """``update(objective_fn, params, opt_state, fisher_objective_fn=None) -> (params, opt_state, info)``.
+    """``update(objective_fn, params, opt_state, fisher_objective_fn=None, realized_objective_fn=None)
+    -> (params, opt_state, info)``.
 
-    ``fisher_objective_fn`` (TRPO only): the objective on a subsample of the batch, used for
-    the Fisher-vector products of conjugate gradient (rllab's ``subsample_factor``).
+    ``objective_fn`` gives the gradient (the estimator). TRPO only:
+    ``realized_objective_fn`` is the same objective as a plain function of the parameters, without
+    the estimator's derivative-only terms (DiCE's magic boxes, first-order stop-gradients): the line
+    search evaluates it and the Fisher is its KL's Hessian, so that the quadratic KL model and the
+    KL the line search measures are one function (default: ``objective_fn``).
+    ``fisher_objective_fn`` is the realized objective on a subsample of the batch, for the
+    Fisher-vector products of conjugate gradient (rllab's ``subsample_factor``).
     """
 
     init: Callable[[Any], Any]
@@ -115,8 +121,9 @@ def fisher_matrix(objective_fn: ObjectiveFn, params: Any) -> jax.Array:
 
 
 def _gradient_optimizer(tx: optax.GradientTransformation, num_epochs: int, clip: float | None) -> PolicyOptimizer:
-    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any, fisher_objective_fn: Any = None):
-        del fisher_objective_fn  # first-order: no Fisher
+    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any, fisher_objective_fn: Any = None,
+               realized_objective_fn: Any = None):
+        del fisher_objective_fn, realized_objective_fn  # first-order: no Fisher, no line search
 
         def loss_fn(p):
             objective = objective_fn(p)
@@ -173,12 +180,17 @@ def trpo(
 ) -> PolicyOptimizer:
     """TRPO on the unclipped importance-sampled surrogate; stateless."""
 
-    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any, fisher_objective_fn: Any = None):
-        fisher_fn = objective_fn if fisher_objective_fn is None else fisher_objective_fn
+    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any, fisher_objective_fn: Any = None,
+               realized_objective_fn: Any = None):
+        realized_fn = objective_fn if realized_objective_fn is None else realized_objective_fn
+        fisher_fn = realized_fn if fisher_objective_fn is None else fisher_objective_fn
 
         def loss_and_kl(p):
-            objective = objective_fn(p)
+            objective = realized_fn(p)
             return policy_loss(objective), objective.kl
+
+        # The estimator's gradient; None: that of the realized loss (the same function).
+        gradient_fn = None if realized_objective_fn is None else (lambda p: policy_loss(objective_fn(p)))
 
         def fisher_outputs(p):
             objective = fisher_fn(p)
@@ -188,8 +200,8 @@ def trpo(
             fisher_outputs = None
         new_params, info = trpo_step(
             loss_and_kl, params, max_kl, cg_iters, cg_damping, backtrack_ratio, max_backtracks, fisher_outputs,
-            fisher_kl_fn=None if fisher_objective_fn is None else lambda p: fisher_fn(p).kl,
-            batched_line_search=batched_line_search,
+            fisher_kl_fn=None if fisher_fn is realized_fn else lambda p: fisher_fn(p).kl,
+            batched_line_search=batched_line_search, gradient_fn=gradient_fn,
         )
         finite = jnp.isfinite(info.loss_before) & jnp.isfinite(info.grad_norm)
         new_params, _ = guard_nonfinite(params, new_params, finite)
