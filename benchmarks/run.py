@@ -9,7 +9,8 @@ and regenerates the tables of ``benchmarks/RESULTS.md`` between its
 ``<!-- BEGIN/END GENERATED: ... -->`` markers (``--results_md`` picks another file;
 ``--quick`` updates a RESULTS.md only when one is named). One module per measurement:
 
-* ``physics``       raw env steps/s against the number of parallel environments;
+* ``physics``       raw env steps/s against the number of parallel environments (and, for the
+                    dynamics-varying families, a physics model per task against one shared model);
 * ``training``      any algorithm × family × sizes: env steps/s, the ratio to physics at
                     the same parallel envs, meta-iterations/s, compile time, memory and the
                     projected wall clock of the paper's budget;
@@ -48,6 +49,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Sizes per mode. Training entries: algo, env, tasks, episodes, horizon (+ hidden, iterations, ...).
 QUICK: dict[str, Any] = {
     "physics": [("point_corner", (16,), 10)],
+    "model_batching": [],  # MJX compiles: not in the quick run
     # The same configuration as the peer comparison's "ours": compiled once, used twice.
     "training": [
         dict(algo="ppo", env="point_corner", tasks=1, episodes=4, horizon=10, hidden=(64, 64),
@@ -67,12 +69,17 @@ QUICK: dict[str, Any] = {
 }
 
 DEFAULT: dict[str, Any] = {
-    "physics": [("point_corner", (1, 16, 128), 100), ("wheeled", (16, 128), 100), ("inverted_pendulum", (16,), 100)],
+    "physics": [("point_corner", (1, 16, 128), 100), ("wheeled", (16, 128), 100), ("inverted_pendulum", (16,), 100),
+                ("walker2d_dir", (16,), 100)],
+    # Families with a physics model per task, timed per task and with one shared model.
+    "model_batching": [("hopper_rand_params", (16, 128), 100), ("walker2d_rand_params", (16,), 100)],
     "training": [
         # Point navigation: the paper networks at a CPU-sized meta-batch (MAML: 40 x 20 x 100 under --full).
         dict(algo="maml", env="point_corner", tasks=8, episodes=10, horizon=100, policy_rollout=True),
         dict(algo="vpg", env="point_corner", tasks=8, episodes=10, horizon=100),
         dict(algo="trpo", env="point_corner", tasks=8, episodes=10, horizon=100),
+        # MAME: explorer and exploitation rollouts, the inner step on z, PPO 5 epochs (paper networks).
+        dict(algo="mame", env="point_corner", tasks=8, episodes=10, horizon=100),
         # MAESN on the wheeled robot (MJX), reduced from the paper's 20 x 50 x 200.
         dict(algo="maesn", env="wheeled", tasks=4, episodes=10, horizon=50, preset="wheeled", iterations=1),
     ],
@@ -94,8 +101,11 @@ DEFAULT: dict[str, Any] = {
 FULL: dict[str, Any] = {
     "physics": [(family, (1, 128, 1024, 8192), 100)
                 for family in ("point_corner", "wheeled", "ant_goal", "cheetah_vel", "half_cheetah",
-                               "inverted_pendulum")],
+                               "inverted_pendulum", "walker2d_dir")],
+    "model_batching": [(family, (128, 1024, 8192), 100) for family in ("hopper_rand_params", "walker2d_rand_params")],
     "training": [
+        dict(algo="mame", env="point_corner", tasks=40, episodes=20, horizon=100),
+        dict(algo="mame", env="cheetah_vel", tasks=40, episodes=20, horizon=200),
         dict(algo="maesn", env="wheeled", tasks=20, episodes=50, horizon=200, preset="wheeled", policy_rollout=True),
         dict(algo="latent_space", env="wheeled", tasks=20, episodes=50, horizon=200, preset="wheeled"),
         dict(algo="maml", env="cheetah_vel", tasks=40, episodes=20, horizon=200),
@@ -234,6 +244,15 @@ def run(mode: str, sizes: dict[str, Any] | None = None, only: tuple[str, ...] | 
                     return []  # collected below with the training sizes
 
                 _guard(f"physics {family} x{num_envs}", measure, results)
+        for family, env_counts, num_steps in sizes.get("model_batching", []):
+            for num_envs in env_counts:
+                for shared in (False, True):
+                    def measure_models(f=family, n=num_envs, s=num_steps, shared=shared) -> list[dict]:
+                        physics.measure_physics_once(f, n, s, shared_model=shared)
+                        return []
+
+                    _guard(f"physics {family} x{num_envs} ({'shared model' if shared else 'model per task'})",
+                           measure_models, results)
         # Every physics record of this process: the table's sizes and the training sizes.
         results.extend(_clean(r) for r in physics.measured_records())
     return results

@@ -15,10 +15,12 @@ from typing import Any
 from metarl_jax.io import markdown
 from metarl_jax.io.markdown import begin_marker, end_marker  # noqa: F401  (re-exported for the tests)
 
-SECTIONS = ("summary", "physics", "training", "budget", "seeds", "peer_ppo", "multi_device", "offpolicy", "peer_sac")
+SECTIONS = ("summary", "physics", "model_batching", "training", "budget", "seeds", "peer_ppo", "multi_device",
+            "offpolicy", "peer_sac")
 TITLES = {
     "summary": "Run",
     "physics": "Physics throughput",
+    "model_batching": "A physics model per task against one shared model",
     "training": "Training throughput and the ratio to physics",
     "budget": "Projected wall clock of the papers' budgets",
     "seeds": "Independent seeds in one program",
@@ -91,13 +93,25 @@ def summary_table(data: dict[str, Any]) -> str:
 
 def physics_table(records: list[dict]) -> str:
     rows = []
-    for r in sorted(records, key=lambda r: (r["family"], r["num_envs"])):
+    for r in sorted(records, key=lambda r: (r["family"], r["num_envs"], r.get("model", "shared"))):
         low, high = r["steps_per_second_spread"]
-        rows.append([r["family"], str(r["num_envs"]), str(r["num_steps"]), _num(r["steps_per_second"]),
-                     f"{_num(low)}–{_num(high)}", _num(r["physics_steps_per_second"]), _sig(r["compile_s"]),
-                     _mb(r.get("program_bytes"))])
-    return _table(["family", "envs", "steps", "env steps/s (median)", "spread (min–max)", "physics steps/s",
-                   "compile (s)", "program MiB"], rows)
+        rows.append([r["family"], r.get("model", "shared"), str(r["num_envs"]), str(r["num_steps"]),
+                     _num(r["steps_per_second"]), f"{_num(low)}–{_num(high)}", _num(r["physics_steps_per_second"]),
+                     _sig(r["compile_s"]), _mb(r.get("program_bytes"))])
+    return _table(["family", "models", "envs", "steps", "env steps/s (median)", "spread (min–max)",
+                   "physics steps/s", "compile (s)", "program MiB"], rows, "llrrrrrrr")
+
+
+def model_batching_table(records: list[dict]) -> str:
+    from benchmarks.physics import model_batching_rows
+
+    rows = [[r["family"], str(r["num_envs"]), str(r["num_steps"]), _num(r["per_task_steps_per_second"]),
+             _num(r["shared_steps_per_second"]), f"**{_sig(r['slowdown'])}**", _sig(r["per_task_compile_s"]),
+             _sig(r["shared_compile_s"])] for r in model_batching_rows(records)]
+    if not rows:
+        rows.append(["–", "–", "–", "no family measured both ways in this run", "–", "–", "–", "–"])
+    return _table(["family", "envs", "steps", "per-task models: env steps/s", "one shared model: env steps/s",
+                   "shared / per task", "compile per-task (s)", "compile shared (s)"], rows)
 
 
 def training_table(records: list[dict]) -> str:
@@ -216,6 +230,7 @@ def render(data: dict[str, Any]) -> dict[str, str]:
     bodies = {
         "summary": summary_table(data),
         "physics": physics_table(by_kind.get("physics", [])),
+        "model_batching": model_batching_table(by_kind.get("physics", [])),
         "training": training_table(by_kind.get("training", [])),
         "budget": budget_table(by_kind.get("training", [])),
         "seeds": seeds_table(by_kind.get("seeds", [])),

@@ -47,6 +47,10 @@ PAPER_BUDGETS: dict[tuple[str, str], dict[str, Any]] = {
                                "source": "MAML-TRPO point: 40 tasks x 20 episodes x 100 steps, 100 iterations"},
     ("metasgd", "point_corner"): {"tasks": 40, "episodes": 20, "horizon": 100, "iterations": 100,
                                   "source": "MAML point budget applied to Meta-SGD"},
+    ("mame", "point_corner"): {"tasks": 40, "episodes": 20, "horizon": 100, "iterations": 1001,
+                               "source": "MAME Fig. 3: 40 tasks x 20 episodes x 100 steps, 1001 iterations (ProMP's)"},
+    ("mame", "cheetah_vel"): {"tasks": 40, "episodes": 20, "horizon": 200, "iterations": 1001,
+                              "source": "MAME Fig. 2: 40 tasks x 20 episodes x 200 steps, 1001 iterations (ProMP's)"},
 }
 
 

@@ -16,8 +16,9 @@ curves (``seeds`` / ``per_seed``), else ±1.96 s.e. over tasks. Runs trained wit
 ``trajectories`` (Fig. 7) restores each run and rolls out its pre-adaptation
 exploration policy, one episode per task of the split: latent-space methods with
 z ~ N(0, I) drawn per episode (the prior, not a training task's latent), the
-others with their pre-update θ; ``--random`` adds uniformly random actions. The
-2-D positions are drawn over all of the split's goals.
+others with their pre-update θ; MAME its explorer μ_φ next to the exploitation
+policy π_{θ,z'} adapted on the explorer's episodes (MAME Figs. 5, 10); ``--random``
+adds uniformly random actions. The 2-D positions are drawn over all of the split's goals.
 
 ``latents`` (Fig. 8, latent-space runs with ≥ 2 latent dims): per task, the
 latent distributions as 1σ/2σ ellipses before and after adaptation: for training
@@ -255,6 +256,13 @@ def trajectories(f: Any) -> list[str]:
     key = jax.random.key(f.seed)
     policies = []
     for i, (logdir, label, (spec, _, algo, ts)) in enumerate(zip(f.logdirs, labels, runs)):
+        if analysis.has_separate_explorer(algo):  # MAME: μ_φ's episodes next to π_{θ,z'} adapted on them
+            explored, adapted = analysis.adapted_rollouts(algo, ts.params, tasks, jax.random.fold_in(key, i))
+            for what, name, traj in (("explorer μ_φ", "explorer", explored), ("adapted π_{θ,z'}", "adapted", adapted)):
+                policies.append({"label": f"{label}: {what}", "logdir": logdir, "algo": spec.algo, "policy": name,
+                                 "positions": np.asarray(traj.positions), "latents": np.asarray(traj.latents),
+                                 "step": int(ts.step), "seed_index": f.seed_index})
+            continue
         latent = analysis.has_latent_space(algo)
         traj = analysis.prior_rollouts(algo, ts.params, tasks, jax.random.fold_in(key, i))
         policies.append({"label": f"{label}: " + ("z ~ N(0, I)" if latent else "pre-update θ"),
@@ -270,7 +278,9 @@ def trajectories(f: Any) -> list[str]:
                                            "goal_radius": radius, "policies": policies})
     plot_exploration_trajectories([(p["label"], p["positions"]) for p in policies], paths[0], goals=goals,
                                   goal_radius=radius,
-                                  title=f"exploration before adaptation on {first.env} ({f.split} goals)")
+                                  title=(f"exploration before adaptation on {first.env} ({f.split} goals)"
+                                         if not any(p["policy"] == "adapted" for p in policies) else
+                                         f"exploration and adapted policies on {first.env} ({f.split} goals)"))
     return paths
 
 

@@ -4,7 +4,10 @@
   before any adaptation, as (policy, params, latent size). Latent-space
   algorithms (MAESN, LatentSpace) roll out π_θ(a|s, z) with z ~ N(0, I);
   MAML-type algorithms their pre-update θ (``algo.policy_params``); plain
-  policy-gradient learners their parameters.
+  policy-gradient learners their parameters; MAME its separate explorer μ_φ.
+* ``adapted_rollouts``: for algorithms with a separate explorer (MAME's
+  ``algo.adapted_rollout``), the explorer's episodes and the adapted policy's
+  episode after the inner step on them.
 * ``prior_rollouts``: one episode per task with that policy (z drawn per episode
   from the prior); ``random_rollouts``: with uniformly random actions (``uniform_policy``).
 * ``training_latents``: MAESN's learned per-task q_i = N(μ_i, σ_i) and the
@@ -40,11 +43,19 @@ def has_latent_space(algo: Any) -> bool:
     return callable(getattr(algo, "task_latent", None)) and getattr(policy, "latent_size", 0) > 0
 
 
+def has_separate_explorer(algo: Any) -> bool:
+    """True for algorithms that explore with their own policy ``algo.explorer`` and adapt from its
+    episodes with ``algo.adapted_rollout`` (MAME)."""
+    return isinstance(getattr(algo, "explorer", None), Policy) and callable(getattr(algo, "adapted_rollout", None))
+
+
 def exploration_policy(algo: Any, params: Any) -> ExplorationPolicy:
     """The pre-adaptation policy of ``algo`` inside its meta-parameters ``params``."""
     policy = getattr(algo, "policy", None)
     if not isinstance(policy, Policy):
         raise ValueError(f"algo {getattr(algo, 'name', algo)!r} has no rollout policy (algo.policy) to visualise")
+    if has_separate_explorer(algo):  # MAME: μ_φ(a|s), its own network
+        return ExplorationPolicy(algo.explorer, params["explorer"], 0)
     if has_latent_space(algo):
         return ExplorationPolicy(policy, params["policy"], policy.latent_size)
     if callable(getattr(algo, "policy_params", None)):  # MAML, Meta-SGD, ... : θ inside the meta-parameters
@@ -117,6 +128,25 @@ def prior_rollouts(algo: Any, params: Any, tasks: Any, key: jax.Array) -> Trajec
 def random_rollouts(family: Any, tasks: Any, key: jax.Array) -> Trajectory:
     """One uniformly-random-action episode per task: [N, T, ...]."""
     return _prior_rollouts(family, uniform_policy(family), {}, tasks, key, 0)
+
+
+@functools.partial(jax.jit, static_argnames=("algo",))
+def _adapted_rollouts(algo, params, tasks, key):
+    num_tasks = jax.tree.leaves(tasks)[0].shape[0]
+    explored, adapted = jax.vmap(algo.adapted_rollout, in_axes=(None, 0, 0))(params, tasks,
+                                                                             jax.random.split(key, num_tasks))
+    return jax.tree.map(lambda x: x[:, 0], explored), jax.tree.map(lambda x: x[:, 0], adapted)
+
+
+def adapted_rollouts(algo: Any, params: Any, tasks: Any, key: jax.Array) -> tuple[Trajectory, Trajectory]:
+    """(the explorer's first episode, the adapted policy's episode) per task of ``tasks``: [N, T, ...] each.
+
+    For algorithms with a separate explorer (``has_separate_explorer``): per task the explorer samples
+    its batch, the inner step adapts on it, and the adapted policy runs one episode.
+    """
+    if not has_separate_explorer(algo):
+        raise ValueError(f"algo {getattr(algo, 'name', algo)!r} has no separate exploration policy (MAME only)")
+    return _adapted_rollouts(algo, params, tasks, key)
 
 
 def _require_latents(algo: Any) -> None:

@@ -176,5 +176,6 @@ def test_xu_budgets_are_whole_epochs_of_the_learners_presets():
             per_cycle = teacher.exploration_steps + (1 + teacher.teacher_copies) * teacher.rollout_steps
             assert per_cycle == paper_claims.XU_TEACHER_CYCLE.get(ddpg_run.env, 500), panel.title
             cycles = int(dict(o.split("=") for o in meta_run.overrides)["epoch_cycles"])
-            assert meta_run.num_steps * cycles * per_cycle == ddpg_run.num_steps * ddpg.epoch_cycles * ddpg.rollout_steps
+            budget = ddpg_run.num_steps * ddpg.epoch_cycles * ddpg.rollout_steps
+            assert meta_run.num_steps * cycles * per_cycle == budget, panel.title
             assert variance_run.overrides == (*meta_run.overrides, "teacher=variance")

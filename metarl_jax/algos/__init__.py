@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metarl_jax.algos import ddpg, emaml, maesn, maml, metasgd, policy_gradient, promp, sac, teacher_ddpg
+from metarl_jax.algos import ddpg, emaml, maesn, mame, maml, metasgd, policy_gradient, promp, sac, teacher_ddpg
 from metarl_jax.algos.base import Algorithm, TrainState
 from metarl_jax.algos.config import AlgoConfig, get_preset
 
@@ -15,6 +15,7 @@ _REGISTRY: dict[str, tuple[type[Algorithm], Any]] = {
     "promp": (promp.ProMP, promp),
     "maesn": (maesn.MAESN, maesn),
     "latent_space": (maesn.LatentSpace, maesn),
+    "mame": (mame.MAME, mame),
     "vpg": (policy_gradient.VPG, policy_gradient),
     "trpo": (policy_gradient.TRPO, policy_gradient),
     "ppo": (policy_gradient.PPO, policy_gradient),
@@ -54,5 +55,5 @@ def make(name: str, family: Any, config: AlgoConfig | None = None, mesh: Any = N
     return cls(family, config, mesh=mesh)
 
 
-__all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "ddpg", "emaml", "maesn", "make", "maml",
+__all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "ddpg", "emaml", "maesn", "make", "maml", "mame",
            "metasgd", "names", "policy_gradient", "preset", "presets", "promp", "sac", "teacher_ddpg"]

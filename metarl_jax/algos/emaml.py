@@ -45,7 +45,7 @@ from metarl_jax import estimators
 from metarl_jax.algos import common, maml
 from metarl_jax.algos.config import non_negative, one_of, positive
 from metarl_jax.networks import ACTIVATIONS
-from metarl_jax.rollout import score
+from metarl_jax.rollout import Trajectory, score
 
 EXPLORATION_BASELINES = ("normalized", "leave_one_out", "none")
 
@@ -75,6 +75,10 @@ PRESETS: dict[str, Config] = {
     "cheetah_vel": Config(),
     "ant_dir": Config(),
     "ant_vel": Config(),
+    # ProMP's walker and dynamics-varying benchmarks (MAME Fig. 2; the same settings).
+    "walker2d_dir": Config(),
+    "hopper_rand_params": Config(),
+    "walker2d_rand_params": Config(),
     # MAESN's families: its batches and sparse-reward meta-test (common.maesn_protocol).
     **{family: Config(**common.maesn_protocol(family)) for family in common.MAESN_FAMILIES},
     # Point families (not in the paper): the paper's settings; horizons are the family's.
@@ -84,6 +88,15 @@ PRESETS: dict[str, Config] = {
     "smoke": Config(hidden_sizes=(32, 32), meta_batch_size=8, episodes_per_task=8, fast_lr=0.5,
                     eval_num_tasks=8, eval_episodes_per_task=8, eval_adaptation_steps=2),
 }
+
+
+def normalized_post_update_rewards(post_reward: jax.Array, post: Trajectory, reward_kind: str) -> jax.Array:
+    """R̂'_i = (R̄'_i − μ) / (σ + 1e-8), μ and σ the mean and std of every post-update reward of the
+    meta-batch ``post`` [N, E, T] (the ProMP code's E-MAML; MAME's ``emaml_explorer`` ablation)."""
+    rewards, mask = post.select_rewards(reward_kind), post.mask
+    mean = estimators.masked_mean(rewards, mask)
+    std = jnp.sqrt(estimators.masked_mean((rewards - mean) ** 2, mask))
+    return (post_reward - mean) / (std + 1e-8)
 
 
 class EMAML(maml.MAML):
@@ -96,11 +109,8 @@ class EMAML(maml.MAML):
         pre, _ = jax.tree.map(lambda x: x[:, 0], inner_batches)  # D_i: the pre-update batch, [N, E, T]
         post_reward = self.post_update_rewards(post_batches)
         if cfg.exploration_baseline == "normalized":
-            post, _ = post_batches
-            rewards, post_mask = post.select_rewards(cfg.train_reward), post.mask
-            mean = estimators.masked_mean(rewards, post_mask)
-            std = jnp.sqrt(estimators.masked_mean((rewards - mean) ** 2, post_mask))
-            post_reward, baseline = (post_reward - mean) / (std + 1e-8), "none"
+            post_reward = normalized_post_update_rewards(post_reward, post_batches[0], cfg.train_reward)
+            baseline = "none"
         else:
             baseline = cfg.exploration_baseline
         log_probs, _ = score(self.policy, self.policy_params(meta_params), pre)

@@ -106,6 +106,10 @@ PRESETS: dict[str, Config] = {
     "point_semicircle": Config(fast_lr=0.5),
     # MAESN's MAML baseline: MAESN's batches and sparse-reward meta-test (common.maesn_protocol).
     **{family: Config(**common.maesn_protocol(family)) for family in common.MAESN_FAMILIES},
+    # The walker and dynamics-varying families (ProMP's benchmarks, MAME Fig. 2), which cbfinn/maml_rl never
+    # ran: MAML-TRPO as in ProMP's code, with its (64, 64) tanh policy; horizons are the family's.
+    **{family: Config(hidden_sizes=(64, 64), activation="tanh")
+       for family in ("walker2d_dir", "hopper_rand_params", "walker2d_rand_params")},
     # ProMP's MAML-PPO variant: (64, 64) tanh, normalised advantages, Adam 1e-3.
     "ppo": Config(hidden_sizes=(64, 64), activation="tanh", optimizer="ppo", learning_rate=1e-3,
                   ppo_clip=0.3, ppo_epochs=5),

@@ -74,6 +74,10 @@ PRESETS: dict[str, Config] = {
     "cheetah_vel": Config(),
     "ant_dir": Config(),
     "ant_vel": Config(),
+    # ProMP's walker and dynamics-varying benchmarks (MAME Fig. 2; the same settings).
+    "walker2d_dir": Config(),
+    "hopper_rand_params": Config(),
+    "walker2d_rand_params": Config(),
     # MAESN's families: its batches and sparse-reward meta-test (common.maesn_protocol).
     **{family: Config(**common.maesn_protocol(family)) for family in common.MAESN_FAMILIES},
     # Small and fast on a 2-core CPU (tests).

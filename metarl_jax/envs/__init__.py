@@ -41,6 +41,10 @@ _LAZY = {
     "Hopper": "metarl_jax.envs.control_suite:Hopper",
     "HalfCheetah": "metarl_jax.envs.control_suite:HalfCheetah",
     "Reacher": "metarl_jax.envs.control_suite:Reacher",
+    # dynamics-varying and walker families (MAME, ProMP, PEARL)
+    "Walker2dDir": "metarl_jax.envs.planar:Walker2dDir",
+    "HopperRandParams": "metarl_jax.envs.rand_params:HopperRandParams",
+    "Walker2dRandParams": "metarl_jax.envs.rand_params:Walker2dRandParams",
 }
 
 _REGISTRY: dict[str, Callable[..., Any] | str] = {
@@ -63,6 +67,10 @@ _REGISTRY: dict[str, Callable[..., Any] | str] = {
     "hopper": "Hopper",
     "half_cheetah": "HalfCheetah",
     "reacher": "Reacher",
+    # dynamics-varying and walker families (MAME Fig. 2, ProMP, PEARL)
+    "walker2d_dir": "Walker2dDir",
+    "hopper_rand_params": "HopperRandParams",
+    "walker2d_rand_params": "Walker2dRandParams",
 }
 
 

@@ -73,8 +73,8 @@ class Pendulum(MjxFamily):
         speed = jax.random.uniform(key_speed, (1,), minval=-1.0, maxval=1.0)
         return angle, speed
 
-    def pipeline_step(self, data, action):
-        data = super().pipeline_step(data, action)
+    def pipeline_step(self, data, action, model=None):
+        data = super().pipeline_step(data, action, model)
         return data.replace(qvel=jnp.clip(data.qvel, -self.max_speed, self.max_speed))
 
     def _observation(self, data: mjx.Data, task) -> jax.Array:

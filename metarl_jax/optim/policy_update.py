@@ -154,9 +154,12 @@ def _gradient_optimizer(tx: optax.GradientTransformation, num_epochs: int, clip:
     return PolicyOptimizer(init=tx.init, update=update)
 
 
-def vpg(learning_rate: float) -> PolicyOptimizer:
-    """One Adam step on the REINFORCE surrogate per update."""
-    return _gradient_optimizer(optax.adam(learning_rate), num_epochs=1, clip=None)
+def vpg(learning_rate: float, max_grad_norm: float | None = None) -> PolicyOptimizer:
+    """One Adam step on the REINFORCE surrogate per update (gradient clipped to ``max_grad_norm``)."""
+    tx = optax.adam(learning_rate)
+    if max_grad_norm is not None:
+        tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
+    return _gradient_optimizer(tx, num_epochs=1, clip=None)
 
 
 def ppo(learning_rate: float, clip: float, num_epochs: int, max_grad_norm: float | None = None) -> PolicyOptimizer:
