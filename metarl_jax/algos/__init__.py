@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metarl_jax.algos import emaml, maesn, maml, metasgd, policy_gradient, promp
+from metarl_jax.algos import emaml, maesn, maml, metasgd, policy_gradient, promp, rl2, tesp
 from metarl_jax.algos.base import Algorithm, TrainState
 from metarl_jax.algos.config import AlgoConfig, get_preset
 
@@ -18,6 +18,10 @@ _REGISTRY: dict[str, tuple[type[Algorithm], Any]] = {
     "vpg": (policy_gradient.VPG, policy_gradient),
     "trpo": (policy_gradient.TRPO, policy_gradient),
     "ppo": (policy_gradient.PPO, policy_gradient),
+    # Recurrent meta-learners (issue 13).
+    "rl2": (rl2.RL2, rl2),
+    "tesp": (tesp.TESP, tesp),
+    "adapt_sv": (tesp.AdaptSV, tesp),
 }
 
 
@@ -52,4 +56,4 @@ def make(name: str, family: Any, config: AlgoConfig | None = None, mesh: Any = N
 
 
 __all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "emaml", "maesn", "make", "maml", "metasgd",
-           "names", "policy_gradient", "preset", "presets", "promp"]
+           "names", "policy_gradient", "preset", "presets", "promp", "rl2", "tesp"]
