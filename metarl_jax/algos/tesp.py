@@ -115,12 +115,12 @@ class AdaptSVConfig(Config):
     """AdaptSV: TESP's fields; the GRU and buffer fields are unused (the embedding is one learned vector)."""
 
 
-# Supplement Table 1: (policy MLP, GRU units, d, η for TESP, η for AdaptSV).
+# Supplement Table 1: (policy MLP, GRU units, d, η for TESP, η for AdaptSV); the MLPs are MAML's too.
 NETWORKS = {
-    "wheeled": ((256, 256), 256, 8, 0.01, 0.01),
-    "ant_goal": ((512, 512), 256, 32, 0.01, 0.01),
-    "reacher2": ((256, 256), 256, 8, 0.005, 0.001),
-    "reacher4": ((512, 512), 256, 16, 0.005, 0.005),
+    "wheeled": (common.TESP_MLP["wheeled"], 256, 8, 0.01, 0.01),
+    "ant_goal": (common.TESP_MLP["ant_goal"], 256, 32, 0.01, 0.01),
+    "reacher2": (common.TESP_MLP["reacher2"], 256, 8, 0.005, 0.001),
+    "reacher4": (common.TESP_MLP["reacher4"], 256, 16, 0.005, 0.005),
 }
 
 # The paper's ablations (Sec. 5.3, Fig. 5) as config overrides.
