@@ -134,7 +134,8 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
         "horizon": horizon,
         "parallel_envs": parallel_envs,
         "hidden": list(getattr(cfg, "hidden_sizes", ())),
-        "recurrent_units": getattr(cfg, "gru_size", None),
+        # GRU units of RL²'s policy or TESP's encoder (their networks carry a ``gru``).
+        "recurrent_units": getattr(getattr(getattr(algo, "encoder", algo.policy), "gru", None), "hidden_size", None),
         "optimizer": getattr(cfg, "optimizer", "ppo"),
         "iterations_timed": iterations,
         "repeats": repeats,

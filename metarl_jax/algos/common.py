@@ -83,6 +83,14 @@ def tesp_protocol(family: str) -> dict[str, Any]:
                 eval_num_tasks=100, eval_episodes_per_task=25, eval_adaptation_steps=3, eval_schedule="constant")
 
 
+def check_train_task_sampling(config: Any) -> None:
+    """For learners that draw ``meta_batch_size`` of ``num_train_tasks`` fixed tasks without replacement."""
+    if config.meta_batch_size > config.num_train_tasks:
+        raise ValueError(
+            f"config field 'meta_batch_size' = {config.meta_batch_size} must be <= 'num_train_tasks' = "
+            f"{config.num_train_tasks} (tasks are sampled from the training set without replacement)")
+
+
 def make_policy(family: Any, config: PolicyGradientConfig, latent_size: int = 0) -> Policy:
     return make_gaussian_policy(
         family.observation_size,

@@ -104,10 +104,7 @@ class Config(AlgoConfig):
     eval_reward: str = one_of("dense", common.REWARD_KINDS)
 
     def validate(self) -> None:
-        if self.meta_batch_size > self.num_train_tasks:
-            raise ValueError(
-                f"config field 'meta_batch_size' = {self.meta_batch_size} must be <= 'num_train_tasks' = "
-                f"{self.num_train_tasks} (tasks are sampled from the training set without replacement)")
+        common.check_train_task_sampling(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,8 +185,9 @@ class TESP(Algorithm):
         parallel.check_divisible(cfg.meta_batch_size, self.mesh, "meta_batch_size")
         self.policy = make_gaussian_policy(family.observation_size, family.action_size, cfg.hidden_sizes,
                                            cfg.activation, cfg.init_log_std, latent_size=cfg.embedding_size)
-        self.encoder = make_episode_encoder(family.observation_size + 2 * family.action_size + 1, cfg.gru_size,
-                                            cfg.embedding_size)
+        if self.uses_buffer:  # AdaptSV has no encoder
+            self.encoder = make_episode_encoder(family.observation_size + 2 * family.action_size + 1,
+                                                cfg.gru_size, cfg.embedding_size)
         self.optimizer = optim.ppo(cfg.learning_rate, cfg.ppo_clip, cfg.ppo_epochs)
         self.train_tasks = family.task_set("train", cfg.num_train_tasks)  # D
         # Static: with α = 0 and nothing learned the fast update is the identity (ablation V4).
