@@ -13,7 +13,6 @@ from metarl_jax.algos import rl2
 from metarl_jax.envs import State, TaskFamily
 from metarl_jax.networks import make_gru, make_recurrent_policy
 from metarl_jax.rollout import recurrent_input_size, rollout_trials, score_trial
-from tests.bandit import LinearGaussianBandit
 
 
 class EarlyStopWalk(TaskFamily):
@@ -229,14 +228,6 @@ def test_rl2_learns_to_use_earlier_episodes_of_a_trial(trained_rl2, semicircle):
     gain = np.asarray(curve.returns[:, 1:].mean(axis=1) - curve.returns[:, 0])
     print("RL² episode returns on 40 held-out goals:", np.round(curve.mean, 2))
     assert gain.mean() > 3 * gain.std(ddof=1) / np.sqrt(gain.size), (curve.mean, gain.mean(), gain.std())
-
-
-def test_rl2_trains_on_a_user_written_family():
-    family = LinearGaussianBandit()
-    algo = algos.make("rl2", family, algos.preset("rl2", "smoke").replace(episodes_per_trial=3))
-    ts, metrics = algo.train(algo.init(jax.random.key(0)), 3)
-    assert np.all(np.isfinite(np.asarray(metrics["train/return"])))
-    assert algo.evaluate(ts, family.task_set("val", 4), jax.random.key(1)).returns.shape == (4, 3)
 
 
 def test_rl2_presets_and_bad_config():

@@ -180,10 +180,10 @@ def test_tesp_on_reacher2_improves_after_its_fast_updates():
     3 fast updates returns more than the batch before them, on the training tasks."""
     family = envs.make("reacher2", episode_length=20)
     config = algos.preset("tesp", "smoke").replace(meta_batch_size=8, episodes_per_task=8, buffer_size=4,
-                                                    num_train_tasks=16, ppo_epochs=5)
+                                                    num_train_tasks=16, ppo_epochs=5, learning_rate=1e-3)
     algo = algos.make("tesp", family, config)
-    ts, first = algo.train(algo.init(jax.random.key(0)), 100)
-    ts, second = algo.train(ts, 100)
+    ts, first = algo.train(algo.init(jax.random.key(0)), 50)
+    ts, second = algo.train(ts, 50)
     assert algo.trace_count == 1  # two calls of the scanned program, one trace
     metrics = {k: np.concatenate([first[k], second[k]]) for k in first}
     # 8 tasks × 8 episodes × 20 steps × (warm-up + 3 fast-update batches + τ^{K+1}) per iteration.
