@@ -56,13 +56,7 @@ def _brax_worker(args: argparse.Namespace) -> None:
     result: dict[str, Any] = {"shim": args.shim}
     try:
         if args.shim:
-            import jax.numpy as jnp
-
-            def device_put_replicated(x, devices):
-                # A copy of x per device, stacked on a leading axis: what brax's pmapped functions expect.
-                return jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
-
-            jax.device_put_replicated = device_put_replicated
+            install_device_put_replicated_shim()
         import functools
 
         from brax.training.agents.ppo import networks as ppo_networks
@@ -88,31 +82,52 @@ def _brax_worker(args: argparse.Namespace) -> None:
                        network_factory=network, progress_fn=progress_fn, seed=0)
         result.update({"status": "ok", "wall_s": time.perf_counter() - start, "progress": progress})
     except Exception as error:  # noqa: BLE001 - the point is to record it
-        frames = traceback.extract_tb(error.__traceback__)
-        brax_frames = [f for f in frames if f"{os.sep}brax{os.sep}" in f.filename]
-        where = brax_frames[-1] if brax_frames else (frames[-1] if frames else None)
-        result.update({
-            "status": "error",
-            "exception_type": type(error).__name__,
-            "exception_message": str(error).splitlines()[0][:500] if str(error) else "",
-            "where": (f"{where.filename.split('site-packages' + os.sep)[-1]}:{where.lineno}: {where.line}"
-                      if where else ""),
-        })
+        result.update(exception_record(error))
     with open(args.json_out, "w") as f:
         json.dump(result, f)
+
+
+def install_device_put_replicated_shim() -> None:
+    """brax 0.14 calls ``jax.device_put_replicated``, which jax 0.10 removed: a copy of x per device,
+    stacked on a leading axis, is what brax's pmapped functions expect."""
+    import jax.numpy as jnp
+
+    def device_put_replicated(x, devices):
+        return jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
+
+    jax.device_put_replicated = device_put_replicated
+
+
+def exception_record(error: Exception) -> dict[str, str]:
+    """status, type, first message line and the last brax line of the traceback of a failed brax run."""
+    frames = traceback.extract_tb(error.__traceback__)
+    brax_frames = [f for f in frames if f"{os.sep}brax{os.sep}" in f.filename]
+    where = brax_frames[-1] if brax_frames else (frames[-1] if frames else None)
+    return {
+        "status": "error",
+        "exception_type": type(error).__name__,
+        "exception_message": str(error).splitlines()[0][:500] if str(error) else "",
+        "where": (f"{where.filename.split('site-packages' + os.sep)[-1]}:{where.lineno}: {where.line}"
+                  if where else ""),
+    }
 
 
 def run_brax(env_name: str, num_envs: int, unroll: int, iterations: int, epochs: int, shim: bool,
              timeout_s: float, num_evals: int = 5) -> dict[str, Any]:
     """brax's PPO in a subprocess; returns its JSON result (status ok / error / timeout)."""
+    return run_worker("benchmarks.peer_ppo", ["--env", env_name, "--num_envs", str(num_envs), "--unroll", str(unroll),
+                                               "--iterations", str(iterations), "--epochs", str(epochs),
+                                               "--num_evals", str(num_evals)], shim, timeout_s, "brax PPO")
+
+
+def run_worker(module: str, args: list[str], shim: bool, timeout_s: float, what: str) -> dict[str, Any]:
+    """``python -m module --brax_worker args`` in a subprocess: its JSON result (status ok / error / timeout)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "brax.json")
-        command = [sys.executable, "-m", "benchmarks.peer_ppo", "--brax_worker", "--env", env_name,
-                   "--num_envs", str(num_envs), "--unroll", str(unroll), "--iterations", str(iterations),
-                   "--epochs", str(epochs), "--num_evals", str(num_evals), "--json_out", out]
+        command = [sys.executable, "-m", module, "--brax_worker", *args, "--json_out", out]
         if shim:
             command.append("--shim")
         if compilation_cache_dir():
@@ -122,7 +137,7 @@ def run_brax(env_name: str, num_envs: int, unroll: int, iterations: int, epochs:
             proc = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return {"status": "timeout", "shim": shim, "exception_type": "TimeoutExpired",
-                    "exception_message": f"brax PPO did not finish within {timeout_s:.0f} s"}
+                    "exception_message": f"{what} did not finish within {timeout_s:.0f} s"}
         if not os.path.exists(out):
             lines = (proc.stderr or proc.stdout or "no output").strip().splitlines()
             return {"status": "error", "shim": shim, "exception_type": "SubprocessError",

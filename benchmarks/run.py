@@ -14,7 +14,9 @@ and regenerates the tables of ``benchmarks/RESULTS.md`` between its
                     the same parallel envs, meta-iterations/s, compile time, memory and the
                     projected wall clock of the paper's budget;
 * ``seeds``         N independent seeds in one program;
+* ``offpolicy``     DDPG, SAC, Xu et al.'s teacher: env and gradient steps/s, compile, ratio to physics;
 * ``peer_ppo``      our PPO against brax's PPO (or the physics limit when brax fails);
+* ``peer_sac``      our SAC against brax's SAC on the same MJX environment;
 * ``multi_device``  scaling over devices (or "only one device present").
 
 The persistent compilation cache is off unless ``--compilation_cache DIR`` is given
@@ -38,7 +40,7 @@ from typing import Any
 
 import jax
 
-from benchmarks import multi_device, peer_ppo, physics, seeds, tables, training
+from benchmarks import multi_device, offpolicy, peer_ppo, peer_sac, physics, seeds, tables, training
 from benchmarks.timing import environment
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,6 +59,11 @@ QUICK: dict[str, Any] = {
                      repeats=2, try_shim=False, brax_timeout_s=150),
     "multi_device": dict(algo="vpg", env="point_corner", tasks=2, episodes=2, horizon=10, hidden=(8,), iterations=1,
                          repeats=2, timeout_s=150),
+    # The same configuration as the SAC peer comparison's "ours": compiled once, used twice.
+    "offpolicy": [dict(algo="sac", env="point_corner", overrides=peer_sac.our_overrides(2, 10, 8, 2, (8,), 8),
+                       iterations=1, repeats=2, physics_steps=10)],
+    "peer_sac": dict(env="point_corner", brax_env="inverted_pendulum", num_envs=2, episode_length=10, env_steps=8,
+                     epochs=2, repeats=2, hidden=(8,), batch_size=8, try_shim=False, brax_timeout_s=150),
 }
 
 DEFAULT: dict[str, Any] = {
@@ -80,6 +87,13 @@ DEFAULT: dict[str, Any] = {
                      try_shim=True, brax_timeout_s=480),
     "multi_device": dict(algo="trpo", env="point_corner", tasks=8, episodes=10, horizon=50, iterations=2,
                          repeats=3, timeout_s=400),
+    # The paper's loops on pendulum: DDPG and the teacher at Xu et al.'s sizes (one environment), SAC with 16.
+    "offpolicy": [dict(algo="ddpg", env="pendulum", iterations=1),
+                  dict(algo="teacher_ddpg", env="pendulum", iterations=1),
+                  dict(algo="sac", env="pendulum", iterations=2, overrides=dict(
+                      num_envs=16, rollout_steps=16, train_steps=16, epoch_cycles=50, hidden_sizes=(64, 64)))],
+    "peer_sac": dict(env="inverted_pendulum", num_envs=16, episode_length=1000, env_steps=16_000, epochs=3, repeats=2,
+                     try_shim=True, brax_timeout_s=1500),
 }
 
 FULL: dict[str, Any] = {
@@ -104,6 +118,11 @@ FULL: dict[str, Any] = {
                      try_shim=True, brax_timeout_s=600),
     "multi_device": dict(algo="maml", env="point_corner", tasks=40, episodes=20, horizon=100, iterations=3,
                          repeats=5, timeout_s=600),
+    "offpolicy": [dict(algo=algo, env=env, iterations=2, overrides=dict(num_envs=256, rollout_steps=256 * 4))
+                  for algo in ("ddpg", "sac") for env in ("pendulum", "half_cheetah")]
+    + [dict(algo="teacher_ddpg", env="pendulum", iterations=1)],
+    "peer_sac": dict(env="inverted_pendulum", num_envs=128, episode_length=1000, env_steps=1_000_000, epochs=5,
+                     repeats=3, hidden=(256, 256), try_shim=True, brax_timeout_s=600),
 }
 MODES = {"quick": QUICK, "default": DEFAULT, "full": FULL}
 
@@ -119,6 +138,10 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
               "first_call_s", "device"),
     "peer_ppo": ("learner", "env", "parallel_envs", "horizon", "status", "device"),
     "multi_device": ("status", "num_devices", "device"),
+    "offpolicy": ("algo", "env", "num_envs", "env_steps_per_iteration", "gradient_steps_per_iteration", "compile_s",
+                  "seconds_per_iteration", "train_env_steps_per_s", "gradient_steps_per_s", "physics_env_steps_per_s",
+                  "ratio_train_to_physics", "device"),
+    "peer_sac": ("learner", "env", "parallel_envs", "episode_length", "status", "device"),
 }
 # Figures that must be finite and > 0 wherever they appear.
 POSITIVE_FIGURES = ("steps_per_second", "physics_steps_per_second", "median_s", "compile_s", "lower_s",
@@ -126,7 +149,7 @@ POSITIVE_FIGURES = ("steps_per_second", "physics_steps_per_second", "median_s", 
                     "physics_env_steps_per_s", "ratio_train_to_physics", "policy_rollout_env_steps_per_s",
                     "ratio_train_to_policy_rollout", "peak_bytes", "program_bytes", "projected_budget_s",
                     "speedup_vs_1", "first_call_s", "seconds_per_call", "env_steps_per_iteration",
-                    "budget_env_steps", "budget_wall_s", "ratio_to_ours", "physics_compile_s")
+                    "budget_env_steps", "budget_wall_s", "ratio_to_ours", "physics_compile_s", "gradient_steps_per_s")
 
 
 def _clean(value: Any) -> Any:
@@ -163,9 +186,10 @@ def run(mode: str, sizes: dict[str, Any] | None = None, only: tuple[str, ...] | 
     for the schema, not for reading. Other modes run everything one after the other.
     """
     sizes = sizes or MODES[mode]
-    wanted = set(only or ("training", "physics", "seeds", "peer_ppo", "multi_device"))
+    wanted = set(only or ("training", "physics", "seeds", "peer_ppo", "multi_device", "offpolicy", "peer_sac"))
     results: list[dict] = []
     peer_spec = dict(sizes["peer_ppo"])
+    sac_spec = dict(sizes["peer_sac"])
     device_spec = dict(sizes["multi_device"])
     background: dict[str, Future] = {}
     pool = ThreadPoolExecutor(max_workers=2) if mode == "quick" else None
@@ -177,6 +201,11 @@ def run(mode: str, sizes: dict[str, Any] | None = None, only: tuple[str, ...] | 
                 peer_spec["try_shim"])
         if "multi_device" in wanted:
             background["multi_device"] = pool.submit(multi_device.measure_scaling, **device_spec)
+        if "peer_sac" in wanted:
+            background["brax_sac"] = pool.submit(
+                peer_sac.brax_attempts, sac_spec.get("brax_env") or sac_spec["env"], sac_spec["num_envs"],
+                sac_spec["episode_length"], sac_spec["env_steps"], sac_spec["epochs"], sac_spec["brax_timeout_s"],
+                sac_spec["try_shim"])
     if "training" in wanted:
         for entry in sizes["training"]:
             entry = dict(entry)
@@ -184,6 +213,15 @@ def run(mode: str, sizes: dict[str, Any] | None = None, only: tuple[str, ...] | 
             args = {k: entry.pop(k) for k in ("algo", "env", "tasks", "episodes", "horizon")}
             _guard(label, lambda a=args, e=entry: [training.measure_training(
                 a["algo"], a["env"], a["tasks"], a["episodes"], a["horizon"], **e)], results)
+    if "offpolicy" in wanted:
+        for entry in sizes["offpolicy"]:
+            entry = dict(entry)
+            label = f"offpolicy {entry['algo']} {entry['env']}"
+            algo, env = entry.pop("algo"), entry.pop("env")
+            _guard(label, lambda a=algo, v=env, e=entry: [offpolicy.measure_offpolicy(a, v, **e)], results)
+    if "peer_sac" in wanted:
+        _guard(f"peer_sac {sac_spec['env']}", lambda: peer_sac.compare(
+            **sac_spec, attempts=background["brax_sac"].result() if "brax_sac" in background else None), results)
     if "seeds" in wanted:
         spec = dict(sizes["seeds"])
         _guard(f"seeds {spec['algo']} {spec['env']} N={spec['seed_counts']}",

@@ -10,10 +10,12 @@ the exact command that produced it.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
-SECTIONS = ("summary", "physics", "training", "budget", "seeds", "peer_ppo", "multi_device")
+from metarl_jax.io import markdown
+from metarl_jax.io.markdown import begin_marker, end_marker  # noqa: F401  (re-exported for the tests)
+
+SECTIONS = ("summary", "physics", "training", "budget", "seeds", "peer_ppo", "multi_device", "offpolicy", "peer_sac")
 TITLES = {
     "summary": "Run",
     "physics": "Physics throughput",
@@ -22,15 +24,9 @@ TITLES = {
     "seeds": "Independent seeds in one program",
     "peer_ppo": "Peer comparison: PPO",
     "multi_device": "Multi-device scaling",
+    "offpolicy": "Off-policy learners: env and gradient steps/s",
+    "peer_sac": "Peer comparison: SAC",
 }
-
-
-def begin_marker(name: str) -> str:
-    return f"<!-- BEGIN GENERATED: {name} -->"
-
-
-def end_marker(name: str) -> str:
-    return f"<!-- END GENERATED: {name} -->"
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -177,6 +173,41 @@ def multi_device_table(records: list[dict]) -> str:
                    "compile (s)"], rows, "lllrrrr")
 
 
+def offpolicy_table(records: list[dict]) -> str:
+    rows = []
+    for r in records:
+        low, high = r["seconds_per_iteration_spread"]
+        rows.append([
+            r["algo"], r["env"], str(r["num_envs"]),
+            f"{r['epoch_cycles']}×({r['rollout_steps']}, {r['train_steps']})", str(r["batch_size"]),
+            "x".join(str(h) for h in r["hidden"]), _num(r["env_steps_per_iteration"]),
+            _num(r["gradient_steps_per_iteration"]), _sig(r["seconds_per_iteration"]) + f" ({_sig(low)}–{_sig(high)})",
+            _num(r["train_env_steps_per_s"]), _num(r["gradient_steps_per_s"]), _num(r.get("physics_env_steps_per_s")),
+            f"**{_sig(r.get('ratio_train_to_physics'))}**", _sig(r["compile_s"]),
+        ])
+    return _table(["algo", "env", "envs", "cycles×(env, grad steps)", "batch", "net", "env steps / it",
+                   "grad steps / it", "s / iteration (min–max)", "train env steps/s", "grad steps/s",
+                   "physics env steps/s", "ratio train/physics", "compile (s)"], rows)
+
+
+def peer_sac_table(records: list[dict]) -> str:
+    rows = []
+    for r in records:
+        status = r.get("status", "ok")
+        if status not in ("ok", "measured") and "exception_type" in r:
+            status = f"{status}: `{r['exception_type']}: {r.get('exception_message', '')}`"
+            if r.get("where"):
+                status += f" at `{r['where']}`"
+        returns = (f"{_sig(r['first_return'])} → {_sig(r['final_return'])}" if "final_return" in r else "–")
+        rows.append([r["learner"], r["env"], str(r["parallel_envs"]), str(r["episode_length"]),
+                     _num(r.get("train_env_steps_per_s")), _num(r.get("gradient_steps_per_s")),
+                     _sig(r.get("ratio_to_ours")), _num(r.get("budget_env_steps")),
+                     _sig(r.get("budget_wall_s")), returns, status])
+    return _table(["learner", "env", "parallel envs", "episode length", "train env steps/s", "grad steps/s",
+                   "ratio to ours", "env-step budget", "budget wall (s)", "deterministic return first → final",
+                   "status"], rows, "lllrrrrrrll")
+
+
 def render(data: dict[str, Any]) -> dict[str, str]:
     """Every section's generated block (header line + table)."""
     by_kind: dict[str, list[dict]] = {}
@@ -191,24 +222,16 @@ def render(data: dict[str, Any]) -> dict[str, str]:
         "seeds": seeds_table(by_kind.get("seeds", [])),
         "peer_ppo": peer_table(by_kind.get("peer_ppo", [])),
         "multi_device": multi_device_table(by_kind.get("multi_device", [])),
+        "offpolicy": offpolicy_table(by_kind.get("offpolicy", [])),
+        "peer_sac": peer_sac_table(by_kind.get("peer_sac", [])),
     }
     return {name: f"{head}\n\n{bodies[name]}" for name in SECTIONS}
 
 
 def splice(text: str, blocks: dict[str, str]) -> str:
     """Replaces each block between its markers; appends blocks whose markers are missing."""
-    for name, block in blocks.items():
-        pattern = re.compile(re.escape(begin_marker(name)) + r".*?" + re.escape(end_marker(name)), re.DOTALL)
-        replacement = f"{begin_marker(name)}\n{block}\n{end_marker(name)}"
-        if pattern.search(text):
-            text = pattern.sub(lambda _m, r=replacement: r, text, count=1)
-        else:
-            text = text.rstrip("\n") + f"\n\n## {TITLES.get(name, name)} (generated)\n\n{replacement}\n"
-    return text
+    return markdown.splice(text, blocks, TITLES)
 
 
 def update_results_md(path: str, data: dict[str, Any]) -> None:
-    with open(path) as f:
-        text = f.read()
-    with open(path, "w") as f:
-        f.write(splice(text, render(data)))
+    markdown.update_file(path, render(data), TITLES)

@@ -118,7 +118,8 @@ class RunSpec:
 def prepare_logdir(logdir: str, spec: RunSpec, write: bool = True) -> None:
     """Creates a new run directory, or checks that an existing one is this run (resume).
 
-    ``write=False`` (multi-host, processes other than 0) only checks.
+    Call it only once everything is validated: for a new directory it writes ``config.json``, which
+    then pins the directory's config. ``write=False`` (multi-host, processes other than 0) only checks.
     """
     from metarl_jax.io.checkpoints import (
         CHECKPOINT_DIR,
@@ -129,6 +130,8 @@ def prepare_logdir(logdir: str, spec: RunSpec, write: bool = True) -> None:
         write_run_config,
     )
 
+    if os.path.exists(logdir) and not os.path.isdir(logdir):
+        raise CheckpointError(f"logdir {logdir} exists and is not a directory")
     saved = read_run_config(logdir)
     requested = spec.to_json()
     if saved is not None:
@@ -140,13 +143,57 @@ def prepare_logdir(logdir: str, spec: RunSpec, write: bool = True) -> None:
                                   f"not {spec.num_seeds}")
     elif os.path.isdir(os.path.join(logdir, CHECKPOINT_DIR)) and os.listdir(os.path.join(logdir, CHECKPOINT_DIR)):
         # Checkpoints without config.json: at least make sure they are this algorithm's.
-        checkpointer = Checkpointer(logdir, spec.algo, spec.env)
-        latest = checkpointer.latest_step()
-        if latest is not None:
-            checkpointer.check_meta(latest)
-        checkpointer.close()
+        with Checkpointer(logdir, spec.algo, spec.env) as checkpointer:
+            latest = checkpointer.latest_step()
+            if latest is not None:
+                checkpointer.check_meta(latest)
     if saved is None and write:
-        write_run_config(logdir, requested)
+        try:
+            write_run_config(logdir, requested)
+        except OSError as e:
+            raise CheckpointError(f"cannot create logdir {logdir}: {e.strerror or e}") from None
+
+
+def restore_for_resume(checkpointer: Any, template: Any, resume_step: int | None, primary: bool = True) -> Any:
+    """The train state to continue from: ``template`` (a new run), the latest checkpoint, or ``resume_step``.
+
+    With ``resume_step`` the checkpoints after it are moved to ``checkpoints_abandoned/`` (so that
+    training can write those steps again); nothing is deleted. Every restore is verified.
+    """
+    from metarl_jax.io.checkpoints import ABANDONED_DIR, CheckpointError
+
+    steps = checkpointer.all_steps()
+    if resume_step is None:
+        if not steps:
+            return template
+        ts = checkpointer.restore(template)
+        print(f"resuming {checkpointer.logdir} from step {steps[-1]}", file=sys.stderr)
+        return ts
+    if resume_step not in steps:
+        raise CheckpointError(f"--resume_step={resume_step}: {checkpointer.logdir} has checkpoints {steps}")
+    ts = checkpointer.restore(template, resume_step)
+    moved = checkpointer.abandon_after(resume_step) if primary else []
+    _sync_processes("abandon_after")
+    print(f"resuming {checkpointer.logdir} from step {resume_step}"
+          + (f"; moved checkpoints {moved} to {ABANDONED_DIR}/" if moved else ""), file=sys.stderr)
+    return ts
+
+
+def _sync_processes(name: str) -> None:
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def load_checkpoint(logdir: str, spec: RunSpec, algo: Any, step: int | None = None) -> Any:
+    """The verified train state of checkpoint ``step`` (default: the latest) of a run directory."""
+    from metarl_jax.io.checkpoints import Checkpointer
+
+    with Checkpointer(logdir, spec.algo, spec.env) as checkpointer:
+        return checkpointer.restore(spec.init_state(algo), step)
 
 
 def eval_key(seed: int, step: int):
@@ -159,15 +206,23 @@ def is_eval_step(step: int, eval_every: int, num_steps: int) -> bool:
     return step >= num_steps or (eval_every > 0 and step % eval_every == 0)
 
 
-def curve_metrics(curve: Any) -> dict[str, float]:
+def curve_metrics(curve: Any, prefix: str = "eval/") -> dict[str, float]:
     """Scalars of an adaptation curve (across seeds: the mean and its 95% interval)."""
     mean = curve.mean
-    out = {f"eval/return_step{k}": float(v) for k, v in enumerate(mean)}
-    out["eval/adaptation_gain"] = float(mean[-1] - mean[0])
+    out = {f"{prefix}return_step{k}": float(v) for k, v in enumerate(mean)}
+    out[f"{prefix}adaptation_gain"] = float(mean[-1] - mean[0])
     if curve.num_seeds > 1:
         low, high = curve.ci95
-        out.update({f"eval/return_step{k}_ci95_low": float(v) for k, v in enumerate(low)})
-        out.update({f"eval/return_step{k}_ci95_high": float(v) for k, v in enumerate(high)})
+        out.update({f"{prefix}return_step{k}_ci95_low": float(v) for k, v in enumerate(low)})
+        out.update({f"{prefix}return_step{k}_ci95_high": float(v) for k, v in enumerate(high)})
+    return out
+
+
+def split_curve_metrics(curves: dict[str, Any]) -> dict[str, float]:
+    """Curves of several splits: ``eval/...`` for "val", ``eval/<split>/...`` for the others."""
+    out: dict[str, float] = {}
+    for split, curve in curves.items():
+        out.update(curve_metrics(curve, "eval/" if split == "val" else f"eval/{split}/"))
     return out
 
 
@@ -191,6 +246,35 @@ def progress_bar(enabled: bool, start: int, total: int):
                 file=sys.stderr)
 
 
+def cli(fn: Callable[[Any], int], flag_values: Any, argv: list[str], doc: str | None = None,
+        required: tuple[str, ...] = ("logdir",)) -> int:
+    """A launcher's command line: parse ``argv`` into its own ``flag_values``, check the required
+    flags, run ``fn`` guarded; returns the exit status (bad input: one ``error:`` line, status 2)."""
+    from absl import flags
+
+    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
+        print(doc or "")
+        print(flag_values.get_help())
+        return 0
+    flag_values.unparse_flags()
+    try:
+        try:
+            rest = flag_values(list(argv))
+        except flags.Error as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if len(rest) > 1:
+            print(f"error: unexpected arguments {rest[1:]} (flags take the form --name=value)", file=sys.stderr)
+            return 2
+        missing = [name for name in required if getattr(flag_values, name) in (None, "")]
+        if missing:
+            print(f"error: --{missing[0]} is required", file=sys.stderr)
+            return 2
+        return run_guarded(fn, flag_values)
+    finally:
+        flag_values.unparse_flags()
+
+
 def run_guarded(fn: Callable[[Any], int], flag_values: Any) -> int:
     """Runs ``fn``; bad input becomes a one-line ``error: ...`` and exit status 2 (no traceback)."""
     from absl import logging
@@ -201,7 +285,10 @@ def run_guarded(fn: Callable[[Any], int], flag_values: Any) -> int:
     enable_compilation_cache()
     try:
         return fn(flag_values)
-    except (ValueError, CheckpointError, FileNotFoundError, KeyError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except (ValueError, CheckpointError, KeyError, OSError) as e:
+        if isinstance(e, OSError) and e.filename is not None:
+            message = f"{e.strerror or type(e).__name__}: {e.filename}"
+        else:
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -18,17 +18,20 @@ import os
 import sys
 from typing import Any
 
-from absl import app, flags
+from absl import flags
 
 from experiments import common as launch
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("logdir", None, "Run directory written by experiments.train.")
-flags.DEFINE_string("split", "val", "Task split to meta-test on.")
-flags.DEFINE_string("reward", None, "'dense' or 'sparse' (default: the config's eval_reward).")
-flags.DEFINE_integer("num_tasks", None, "Number of tasks of the split (default: config eval_num_tasks).")
-flags.DEFINE_integer("adaptation_steps", None, "Adaptation steps K (default: config eval_adaptation_steps).")
-flags.DEFINE_integer("seed", 0, "Evaluation seed.")
+# Own flag set, so that train, evaluate and the reproduction harness run in one process.
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("logdir", None, "Run directory written by experiments.train.", flag_values=FLAGS)
+flags.DEFINE_string("split", "val", "Task split to meta-test on.", flag_values=FLAGS)
+flags.DEFINE_string("reward", None, "'dense' or 'sparse' (default: the config's eval_reward).", flag_values=FLAGS)
+flags.DEFINE_integer("num_tasks", None, "Number of tasks of the split (default: config eval_num_tasks).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("adaptation_steps", None, "Adaptation steps K (default: config eval_adaptation_steps).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Evaluation seed.", flag_values=FLAGS)
 
 
 def training_table(records: list[dict[str, Any]], rows: int = 6) -> str:
@@ -53,7 +56,6 @@ def curve_table(curve: dict[str, Any]) -> str:
 def run(f: Any) -> int:
     import jax
 
-    from metarl_jax.io.checkpoints import Checkpointer
     from metarl_jax.io.metrics import read_metrics
     from metarl_jax.io.plots import plot_adaptation_curves, plot_training_curves
 
@@ -68,9 +70,7 @@ def run(f: Any) -> int:
     spec.config = spec.config.replace(**changes)
     family, algo = spec.build()
     tasks = family.task_set(f.split, spec.config.eval_num_tasks)  # unknown split -> ValueError
-    checkpointer = Checkpointer(f.logdir, spec.algo, spec.env)
-    ts = checkpointer.restore(spec.init_state(algo))
-    checkpointer.close()
+    ts = launch.load_checkpoint(f.logdir, spec, algo)
 
     key = jax.random.key(f.seed)
     if spec.num_seeds == 1:
@@ -81,7 +81,8 @@ def run(f: Any) -> int:
     out_dir = os.path.join(f.logdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     result = {"algo": spec.algo, "env": spec.env, "split": f.split, "reward": spec.config.eval_reward,
-              "step": step, **curve}
+              "num_tasks": spec.config.eval_num_tasks, "adaptation_steps": spec.config.eval_adaptation_steps,
+              "seed": f.seed, "step": step, **curve}
     with open(os.path.join(out_dir, "adaptation_curve.json"), "w") as fh:
         json.dump(result, fh, indent=2)
     label = f"{spec.algo} ({spec.env}, step {step}" + (f", {spec.num_seeds} seeds)" if spec.num_seeds > 1 else ")")
@@ -102,11 +103,10 @@ def run(f: Any) -> int:
     return 0
 
 
-def main(argv):
-    del argv
-    sys.exit(launch.run_guarded(run, FLAGS))
+def cli(argv: list[str]) -> int:
+    """Parses ``argv`` (``argv[0]`` is the program name) and runs; returns the exit status (2: bad input)."""
+    return launch.cli(run, FLAGS, argv, __doc__)
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("logdir")
-    app.run(main)
+    sys.exit(cli(sys.argv))

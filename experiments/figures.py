@@ -116,8 +116,6 @@ def load_run(logdir: str, f: Any = None):
     """(spec, family, algo, train state) of the latest checkpoint; eval settings from the flags."""
     import jax
 
-    from metarl_jax.io.checkpoints import Checkpointer
-
     spec = launch.RunSpec.from_logdir(logdir)
     changes = {}
     if f is not None:
@@ -131,12 +129,7 @@ def load_run(logdir: str, f: Any = None):
     seed_index = 0 if f is None else f.seed_index
     if not 0 <= seed_index < num_seeds:
         raise ValueError(f"--seed_index={seed_index}: {logdir} holds {num_seeds} seed(s)")
-    template = spec.init_state(algo)
-    checkpointer = Checkpointer(logdir, spec.algo, spec.env)
-    try:
-        ts = checkpointer.restore(template)
-    finally:
-        checkpointer.close()
+    ts = launch.load_checkpoint(logdir, spec, algo)
     if num_seeds > 1:  # a --num_seeds run: one seed's train state
         ts = jax.tree.map(lambda x: x[seed_index], ts)
     return spec, family, algo, ts

@@ -12,6 +12,16 @@ derivative estimates, which is what a MAML-style meta-gradient differentiates:
 * ``lvc_surrogate``  Σ (π/⊥π) · A: ProMP's low-variance curvature objective.
 * ``dice_surrogate`` Σ (□(W_t) − □(W_{t−1})) · A_t, W_t = Σ_{t'≤t} log π: the
   "loaded" DiCE objective, unbiased for derivatives of every order.
+
+What a meta-gradient built from them estimates (the infinite-batch objective
+J_post(θ + α E ĝ) or MAML's finite-batch one E_D[J_post(θ + α ĝ(D))], and the
+α²·Cov(ĝ, Ĥ) bias of DiCE) is tabulated in ``docs/design_notes.md``, "What the
+estimators estimate", and checked in closed form by ``tests/test_gradient_meta.py``.
+
+Baselines (``BASELINES``, every learner's ``baseline`` field): ``"linear"`` (rllab's
+feature regression fitted on the batch itself, own episode included: biased, e.g. by
+the factor 1 − 1/n on a bandit), ``"none"`` and ``"leave_one_out"`` (each episode's
+baseline from the *other* episodes only: unbiased).
 """
 
 from __future__ import annotations
@@ -100,6 +110,39 @@ def normalize(x: jax.Array, mask: jax.Array, center_only: bool = False) -> jax.A
     return centered / (std + 1e-8)
 
 
+def leave_one_out_baseline(returns: jax.Array, mask: jax.Array) -> jax.Array:
+    """b_{e,t} = mean of R_{j,t} over the other episodes j ≠ e still running at t (0 if none is): [..., E, T].
+
+    b_{e,t} is a function of the other episodes only, so E[∇log π(a_{e,t}|s_{e,t}) b_{e,t}] = 0 and
+    R − b keeps the REINFORCE estimate unbiased (the linear baseline, fitted on episode e too, does
+    not). With one-step episodes R_e − b_e = n/(n − 1) (R_e − R̄).
+    """
+    chex.assert_equal_shape([returns, mask])
+    chex.assert_rank(returns, {2, 3, 4})
+    # Sums over j ≠ e as a product with 1 − I (not Σ_j − own, which would carry episode e's rounding).
+    others = 1.0 - jnp.eye(returns.shape[-2], dtype=returns.dtype)
+    highest = jax.lax.Precision.HIGHEST
+    total_of_others = jnp.einsum("ej,...jt->...et", others, returns * mask, precision=highest)
+    count_of_others = jnp.einsum("ej,...jt->...et", others, mask, precision=highest)
+    values = jnp.where(count_of_others > 0, total_of_others / jnp.maximum(count_of_others, 1.0), 0.0)
+    return jax.lax.stop_gradient(values * mask)
+
+
+BASELINES = ("linear", "none", "leave_one_out")
+
+
+def baseline_values(baseline: str, obs: jax.Array, returns: jax.Array, mask: jax.Array) -> jax.Array:
+    """V(s_t) of one task's episodes for ``baseline`` in ``BASELINES``: [E, T]."""
+    if baseline == "linear":
+        return fit_linear_baseline(obs, returns, mask)
+    if baseline == "none":
+        chex.assert_equal_shape([returns, mask])
+        return jnp.zeros_like(returns)
+    if baseline == "leave_one_out":
+        return leave_one_out_baseline(returns, mask)
+    raise ValueError(f"baseline must be one of {list(BASELINES)}, got {baseline!r}")
+
+
 def advantages(
     obs: jax.Array,
     rewards: jax.Array,
@@ -107,17 +150,57 @@ def advantages(
     discount: float,
     gae_lambda: float,
     normalize_advantages: bool,
+    baseline: str = "linear",
 ) -> jax.Array:
-    """One task's advantages: linear baseline fitted on this batch, GAE, optional normalisation.
+    """One task's advantages: ``baseline`` values of this batch, GAE, optional normalisation.
 
-    Shapes: obs [E, T, obs], rewards and mask [E, T].
+    Shapes: obs [E, T, obs], rewards and mask [E, T]. With gae_lambda = 1, A = R − b. Only
+    "none" and "leave_one_out" without ``normalize_advantages`` keep the policy-gradient
+    estimate unbiased: normalising subtracts the batch mean, own episode included.
     """
     returns = discounted_returns(rewards, mask, discount)
-    values = fit_linear_baseline(obs, returns, mask)
+    values = baseline_values(baseline, obs, returns, mask)
     adv = gae(rewards, values, mask, discount, gae_lambda)
     if normalize_advantages:
         adv = normalize(adv, mask)
     return jax.lax.stop_gradient(adv)
+
+
+# ----------------------------------------------------------------------------- score-function terms
+
+
+SCORE_BASELINES = ("none", "leave_one_out")
+
+
+def leave_one_out_mean(x: jax.Array) -> jax.Array:
+    """b_i = mean_{j ≠ i} x_j over the leading axis: the RLOO baseline of N i.i.d. samples [N].
+
+    With N = 1 there is no other sample and b = 0 (as ``leave_one_out_baseline`` where no other
+    episode is running).
+    """
+    chex.assert_rank(x, 1)
+    if x.shape[0] < 2:
+        return jnp.zeros_like(x)
+    return (jnp.sum(x) - x) / (x.shape[0] - 1)
+
+
+def score_function_surrogate(log_likelihoods: jax.Array, returns: jax.Array, baseline: str = "none") -> jax.Array:
+    """mean_i ⊥(R_i − b_i) · log p_θ(X_i): its gradient estimates ∇_θ E_{X ~ p_θ}[R(X)] from N i.i.d. X_i.
+
+    ``log_likelihoods`` [N] are log p_θ(X_i) (differentiable), ``returns`` [N] the R_i.
+    ``baseline`` in ``SCORE_BASELINES``: "none" (b = 0) or "leave_one_out" (b_i = the mean of the
+    other R_j, independent of X_i, so still unbiased). MAML's ``outer_estimator="pre_update_score"``
+    uses it with X_i the inner batches of task i and R_i its post-update reward.
+    """
+    chex.assert_equal_shape([log_likelihoods, returns])
+    chex.assert_rank(returns, 1)
+    if baseline == "none":
+        centred = returns
+    elif baseline == "leave_one_out":
+        centred = returns - leave_one_out_mean(returns)
+    else:
+        raise ValueError(f"score baseline must be one of {list(SCORE_BASELINES)}, got {baseline!r}")
+    return jnp.mean(jax.lax.stop_gradient(centred) * log_likelihoods)
 
 
 # ----------------------------------------------------------------------------- surrogates

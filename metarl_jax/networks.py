@@ -5,6 +5,18 @@
 * ``LatentGaussianMLPPolicy``: π(a | s, z) with input s ⧺ z, where z is drawn once
   per episode (MAESN, MAME).
 * ``DiagGaussian``: log-prob, entropy, KL and sampling as small pure functions.
+
+Off-policy learners (DDPG, SAC, Xu et al.'s teacher) build on:
+
+* ``make_deterministic_actor``: a = tanh(MLP(s)) ∈ [−1, 1]^A (DDPG's μ(s; θ_π)).
+* ``make_q_function``: Q(s, a), one head or a twin (SAC's clipped double Q); the action joins at
+  the input or after the first hidden layer (OpenAI baselines' DDPG critic).
+* ``TanhGaussian`` and ``make_tanh_gaussian_policy``: a = tanh(u), u ~ N(μ(s), σ(s)²), with the
+  change-of-variables term log π(a|s) = log N(u) − Σ_d log(1 − tanh²u_d) (SAC, Haarnoja et al. 2018, app. C).
+* ``make_adaptive_std_gaussian_policy``: N(μ(s), σ(s)²) with separate mean and log-std MLPs
+  (Xu et al.'s independent teacher, Sec. 5.1).
+
+Every MLP takes ``layer_norm``: Dense → LayerNorm → activation (OpenAI baselines' DDPG).
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 _LOG_2PI = math.log(2.0 * math.pi)
+_LOG_2 = math.log(2.0)
 
 
 def float_dtype() -> jnp.dtype:
@@ -70,19 +83,43 @@ def standard_normal_kl(mean: jax.Array, log_std: jax.Array) -> jax.Array:
 
 
 class MLP(nn.Module):
+    """Dense layers with ``activation``; ``layer_norm`` puts a LayerNorm before each activation.
+
+    The last layer is small: variance scaling ``output_scale`` (rllab's init), or, with
+    ``output_uniform``, U(−output_uniform, output_uniform) (DDPG's 3e-3, Lillicrap et al. 2016, Sec. 7).
+    """
+
     hidden_sizes: Sequence[int]
     output_size: int
     activation: str = "tanh"
     output_scale: float = 0.01
+    layer_norm: bool = False
+    output_uniform: float | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        act = ACTIVATIONS[self.activation]
-        for width in self.hidden_sizes:
-            x = act(nn.Dense(width, kernel_init=nn.initializers.lecun_normal(), param_dtype=float_dtype())(x))
-        # A small last layer keeps the initial policy mean near zero (rllab's init).
-        return nn.Dense(self.output_size, kernel_init=nn.initializers.variance_scaling(
-            self.output_scale, "fan_in", "truncated_normal"), param_dtype=float_dtype())(x)
+        x = hidden_layers(x, self.hidden_sizes, self.activation, self.layer_norm)
+        return output_layer(x, self.output_size, self.output_scale, self.output_uniform)
+
+
+def hidden_layers(x: jax.Array, widths: Sequence[int], activation: str, layer_norm: bool) -> jax.Array:
+    """Dense → (LayerNorm) → activation for each width (call inside a compact module)."""
+    act = ACTIVATIONS[activation]
+    for width in widths:
+        x = nn.Dense(width, kernel_init=nn.initializers.lecun_normal(), param_dtype=float_dtype())(x)
+        if layer_norm:
+            x = nn.LayerNorm(param_dtype=float_dtype())(x)
+        x = act(x)
+    return x
+
+
+def output_layer(x: jax.Array, size: int, scale: float = 0.01, uniform: float | None = None) -> jax.Array:
+    """The last Dense layer, initialised small (call inside a compact module)."""
+    if uniform is not None:
+        kernel_init = lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -uniform, uniform)  # noqa: E731
+    else:  # A small last layer keeps the initial policy mean near zero (rllab's init).
+        kernel_init = nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
+    return nn.Dense(size, kernel_init=kernel_init, param_dtype=float_dtype())(x)
 
 
 class GaussianMLPPolicy(nn.Module):
@@ -160,6 +197,177 @@ def make_gaussian_policy(
             return module.apply(params, obs)
 
     return Policy(init=init, apply=apply, latent_size=latent_size)
+
+
+# ---- off-policy learners: deterministic actors, Q-functions, squashed Gaussians ----------------
+
+
+class Network(NamedTuple):
+    """A network as two pure functions: ``init(key) -> params`` and ``apply(params, *inputs)``."""
+
+    init: Callable[[jax.Array], chex.ArrayTree]
+    apply: Callable[..., chex.ArrayTree]
+
+
+# DDPG's last-layer init, U(−3e-3, 3e-3) (Lillicrap et al. 2016, Sec. 7).
+DDPG_OUTPUT_UNIFORM = 3e-3
+
+
+class DeterministicActor(nn.Module):
+    """μ(s) = tanh(MLP(s)) ∈ [−1, 1]^A; learners rescale to the family's action bounds."""
+
+    action_size: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return jnp.tanh(MLP(self.hidden_sizes, self.action_size, self.activation, layer_norm=self.layer_norm,
+                            output_uniform=DDPG_OUTPUT_UNIFORM)(obs))
+
+
+class QFunction(nn.Module):
+    """Q(s, a) with ``num_critics`` independent heads, output [..., num_critics].
+
+    ``action_layer`` is the hidden layer whose input the action joins: 0 concatenates it to
+    s (SAC, brax), 1 after the first hidden layer (OpenAI baselines' DDPG critic).
+    """
+
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "relu"
+    layer_norm: bool = False
+    num_critics: int = 1
+    action_layer: int = 0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        chex.assert_equal_shape_prefix((obs, action), obs.ndim - 1)
+        heads = []
+        for _ in range(self.num_critics):
+            x = hidden_layers(obs, self.hidden_sizes[:self.action_layer], self.activation, self.layer_norm)
+            x = jnp.concatenate([x, action], axis=-1)
+            x = hidden_layers(x, self.hidden_sizes[self.action_layer:], self.activation, self.layer_norm)
+            heads.append(output_layer(x, 1, uniform=DDPG_OUTPUT_UNIFORM)[..., 0])
+        return jnp.stack(heads, axis=-1)
+
+
+def _check_mlp(hidden_sizes: Sequence[int], activation: str) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if not hidden_sizes or any(int(w) <= 0 for w in hidden_sizes):
+        raise ValueError(f"hidden_sizes must be a non-empty tuple of positive ints, got {tuple(hidden_sizes)!r}")
+
+
+def make_deterministic_actor(observation_size: int, action_size: int, hidden_sizes: Sequence[int] = (64, 64),
+                             activation: str = "relu", layer_norm: bool = False) -> Network:
+    """``apply(params, obs) -> action`` in [−1, 1]^A."""
+    _check_mlp(hidden_sizes, activation)
+    module = DeterministicActor(action_size, tuple(hidden_sizes), activation, layer_norm)
+    return Network(init=lambda key: module.init(key, jnp.zeros((observation_size,), float_dtype())),
+                   apply=module.apply)
+
+
+def make_q_function(observation_size: int, action_size: int, hidden_sizes: Sequence[int] = (64, 64),
+                    activation: str = "relu", layer_norm: bool = False, num_critics: int = 1,
+                    action_layer: int = 0) -> Network:
+    """``apply(params, obs, action) -> [..., num_critics]``."""
+    _check_mlp(hidden_sizes, activation)
+    if not 0 <= action_layer < len(hidden_sizes):
+        raise ValueError(f"action_layer must be in [0, {len(hidden_sizes) - 1}] (a hidden layer), got {action_layer}")
+    module = QFunction(tuple(hidden_sizes), activation, layer_norm, num_critics, action_layer)
+    dtype = float_dtype()
+    return Network(init=lambda key: module.init(key, jnp.zeros((observation_size,), dtype),
+                                                jnp.zeros((action_size,), dtype)),
+                   apply=module.apply)
+
+
+class TanhGaussian(NamedTuple):
+    """a = tanh(u), u ~ N(mean, exp(log_std)²) per dimension (actions in (−1, 1)^A).
+
+    Change of variables: log π(a) = log N(u; μ, σ²) − Σ_d log(1 − tanh²(u_d)), with the
+    stable form log(1 − tanh²u) = 2 (log 2 − u − softplus(−2u)).
+    """
+
+    mean: jax.Array
+    log_std: jax.Array
+
+    @property
+    def pre_tanh(self) -> DiagGaussian:
+        return DiagGaussian(self.mean, self.log_std)
+
+    def sample_with_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(a, log π(a)) by the reparametrisation a = tanh(μ + σ ε): differentiable in (μ, σ)."""
+        pre_tanh = self.pre_tanh.sample(key)
+        return jnp.tanh(pre_tanh), self.log_prob_pre_tanh(pre_tanh)
+
+    def log_prob_pre_tanh(self, pre_tanh: jax.Array) -> jax.Array:
+        log_det = 2.0 * (_LOG_2 - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh))
+        return self.pre_tanh.log_prob(pre_tanh) - jnp.sum(log_det, axis=-1)
+
+    def log_prob(self, action: jax.Array, eps: float = 1e-6) -> jax.Array:
+        """log π(a) of an action in (−1, 1)^A (clipped to 1 − eps before arctanh)."""
+        return self.log_prob_pre_tanh(jnp.arctanh(jnp.clip(action, -1.0 + eps, 1.0 - eps)))
+
+    def mode(self) -> jax.Array:
+        """tanh(μ): the deterministic action used for evaluation."""
+        return jnp.tanh(self.mean)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """SAC's actor: an MLP outputs (μ, ρ) and σ = softplus(ρ) + min_std (brax's SAC parametrisation)."""
+
+    action_size: int
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    layer_norm: bool = False
+    min_std: float = 1e-3
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> TanhGaussian:
+        x = hidden_layers(obs, self.hidden_sizes, self.activation, self.layer_norm)
+        out = nn.Dense(2 * self.action_size, kernel_init=nn.initializers.lecun_normal(), param_dtype=float_dtype())(x)
+        mean, raw_std = jnp.split(out, 2, axis=-1)
+        return TanhGaussian(mean, jnp.log(jax.nn.softplus(raw_std) + self.min_std))
+
+
+def make_tanh_gaussian_policy(observation_size: int, action_size: int, hidden_sizes: Sequence[int] = (256, 256),
+                              activation: str = "relu", layer_norm: bool = False, min_std: float = 1e-3) -> Network:
+    """``apply(params, obs) -> TanhGaussian``."""
+    _check_mlp(hidden_sizes, activation)
+    module = TanhGaussianPolicy(action_size, tuple(hidden_sizes), activation, layer_norm, min_std)
+    return Network(init=lambda key: module.init(key, jnp.zeros((observation_size,), float_dtype())),
+                   apply=module.apply)
+
+
+class AdaptiveStdGaussianPolicy(nn.Module):
+    """N(μ(s), σ(s)²) with separate mean and log-std MLPs (rllab's adaptive_std; Xu et al.'s teacher (ii)).
+
+    Both outputs start near their initial values: μ ≈ 0 and log σ ≈ ``init_log_std``.
+    """
+
+    action_size: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "relu"
+    layer_norm: bool = False
+    init_log_std: float = 0.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> DiagGaussian:
+        mean = MLP(self.hidden_sizes, self.action_size, self.activation, layer_norm=self.layer_norm, name="mean")(obs)
+        log_std = MLP(self.hidden_sizes, self.action_size, self.activation, layer_norm=self.layer_norm,
+                      name="log_std")(obs)
+        return DiagGaussian(mean, log_std + self.init_log_std)
+
+
+def make_adaptive_std_gaussian_policy(observation_size: int, action_size: int,
+                                      hidden_sizes: Sequence[int] = (64, 64), activation: str = "relu",
+                                      layer_norm: bool = False, init_log_std: float = 0.0) -> Network:
+    """``apply(params, obs) -> DiagGaussian``."""
+    _check_mlp(hidden_sizes, activation)
+    module = AdaptiveStdGaussianPolicy(action_size, tuple(hidden_sizes), activation, layer_norm, init_log_std)
+    return Network(init=lambda key: module.init(key, jnp.zeros((observation_size,), float_dtype())),
+                   apply=module.apply)
 
 
 # ============================================================================ recurrent networks

@@ -47,9 +47,32 @@ def shard_tasks(tree: Any, mesh: Mesh | None) -> Any:
 
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
     """Places ``tree`` replicated on every device of the mesh (host -> device once)."""
-    if mesh is None or mesh.devices.size == 1:
+    if mesh is None:
         return tree
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def commit(tree: Any, mesh: Mesh | None) -> Any:
+    """Places every leaf of ``tree`` that is not already laid out on ``mesh`` replicated on it.
+
+    ``jax.jit`` keys its cache on the arguments' shardings and on whether they are committed: an eager
+    ``init`` returns uncommitted or single-device arrays, a compiled step returns arrays laid out on
+    the mesh, so without this the second call of a train step compiled the program again (measured
+    for the off-policy learners). Leaves already on the mesh (e.g. MAESN's task-sharded latent
+    tables) are kept as they are.
+    """
+    if mesh is None:
+        return tree
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def place(x):
+        if isinstance(x, jax.core.Tracer):  # under a trace (jit, eval_shape) placement is the caller's
+            return x
+        on_mesh = (isinstance(x, jax.Array) and x.committed and isinstance(x.sharding, NamedSharding)
+                   and x.sharding.mesh == mesh)
+        return x if on_mesh else jax.device_put(x, replicated)
+
+    return jax.tree.map(place, tree)
 
 
 def to_host(tree: Any) -> Any:

@@ -102,13 +102,15 @@ def outer_problem(algo, ts):
     if isinstance(algo, MAESN):
         _, (key,) = split_rng(ts, 1)
         batch = algo.collect(ts.params, key)
-        objective_fn = lambda p: algo.meta_objective(p, *batch)  # noqa: E731
+        objective_fn = lambda p, realized=False: algo.meta_objective(p, *batch, realized=realized)  # noqa: E731
     else:
         _, keys = split_rng(ts, 2)
         batch = algo.collect(ts.params, *keys)
-        objective_fn = lambda p: algo.meta_objective(p, batch[0], batch[1])  # noqa: E731
+        objective_fn = lambda p, realized=False: algo.meta_objective(  # noqa: E731
+            p, batch[0], batch[1], realized=realized)
     gradient = jax.grad(lambda p: optim.policy_loss(objective_fn(p)))(ts.params)
-    return batch, gradient, optim.fisher_matrix(objective_fn, ts.params)
+    # TRPO's Fisher: that of the realized objective (what its line search evaluates).
+    return batch, gradient, optim.fisher_matrix(lambda p: objective_fn(p, realized=True), ts.params)
 
 
 def assert_train_step_metrics_close(reference: dict, other: dict, kappa: float, what: str) -> None:

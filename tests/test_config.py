@@ -60,6 +60,10 @@ def test_out_of_range_raises_naming_field_and_range(cls, field, value, allowed):
         (Config, "optimizer", "sgd", ["trpo", "ppo", "vpg"]),
         (PPOConfig, "optimizer", "trpo", ["ppo"]),
         (PPOConfig, "activation", "sigmoid", ["relu", "tanh", "elu"]),
+        (PPOConfig, "baseline", "value_network", ["linear", "none", "leave_one_out"]),
+        (Config, "baseline", "mean", ["linear", "none", "leave_one_out"]),
+        (Config, "outer_estimator", "dice", ["post_update", "pre_update_score"]),
+        (Config, "score_baseline", "normalized", ["none", "leave_one_out"]),
     ],
 )
 def test_bad_choice_raises_listing_choices(cls, field, value, choices):
@@ -69,6 +73,27 @@ def test_bad_choice_raises_listing_choices(cls, field, value, choices):
     assert repr(field) in message and repr(value) in message
     for choice in choices:
         assert repr(choice) in message
+
+
+@pytest.mark.parametrize("name", ["vpg", "trpo", "ppo", "maml", "metasgd", "emaml", "promp", "maesn", "latent_space"])
+def test_every_policy_gradient_learner_has_the_baseline_field(name):
+    cls = algos.config_class(name)
+    assert cls().baseline == "linear"  # rllab's: the default, unchanged
+    for baseline in ("none", "leave_one_out"):
+        assert cls(baseline=baseline).baseline == baseline
+
+
+def test_pre_update_score_needs_the_samples_held_fixed_inner_step_and_other_tasks():
+    assert Config(inner_estimator="vpg", outer_estimator="pre_update_score").score_baseline == "leave_one_out"
+    with pytest.raises(ValueError, match="'inner_estimator' = 'dice' must be 'vpg'"):
+        Config(outer_estimator="pre_update_score")
+    with pytest.raises(ValueError, match="'score_baseline' = 'leave_one_out' needs 'meta_batch_size' >= 2"):
+        Config(inner_estimator="vpg", outer_estimator="pre_update_score", meta_batch_size=1)
+    Config(inner_estimator="vpg", outer_estimator="pre_update_score", meta_batch_size=1, score_baseline="none")
+    for name in ("emaml", "promp"):  # their outer objectives have their own score term / PPO epochs
+        with pytest.raises(ValueError, match="'outer_estimator' = 'pre_update_score' must be 'post_update'"):
+            algos.config_class(name)(inner_estimator="vpg", outer_estimator="pre_update_score")
+    algos.config_class("metasgd")(inner_estimator="vpg", outer_estimator="pre_update_score")
 
 
 @pytest.mark.parametrize(

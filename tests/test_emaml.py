@@ -56,16 +56,21 @@ def test_zero_exploration_weight_is_maml(corner, collected):
                                _loss_gradient(plain, params, inner, post), rtol=1e-6, atol=1e-8)
 
 
-def test_exploration_gradient_is_the_score_of_the_pre_update_batch(corner, collected):
-    """E-MAML − MAML = −λ (1/N) Σ_i R̂'_i ∇ mean_{D_i} log π_θ, R̂' normalised over the meta-batch's rewards."""
+@pytest.mark.parametrize("baseline", ["normalized", "leave_one_out"])
+def test_exploration_gradient_is_the_score_of_the_pre_update_batch(corner, collected, baseline):
+    """E-MAML − MAML = −λ (1/N) Σ_i R̂'_i ∇ mean_{D_i} log π_θ, R̂' normalised over the meta-batch's rewards
+    or minus the other tasks' mean."""
     params, inner, post = collected
-    explorer, plain = _pair(corner, WEIGHT)
+    explorer, plain = _pair(corner, WEIGHT, exploration_baseline=baseline)
     difference = _loss_gradient(explorer, params, inner, post) - _loss_gradient(plain, params, inner, post)
 
     rewards, mask = np.asarray(post[0].rewards), np.asarray(post[0].mask)
     valid = rewards[mask > 0]
     per_task = np.array([rewards[i][mask[i] > 0].mean() for i in range(len(rewards))])
-    adjusted = (per_task - valid.mean()) / (valid.std() + 1e-8)
+    if baseline == "normalized":
+        adjusted = (per_task - valid.mean()) / (valid.std() + 1e-8)
+    else:
+        adjusted = np.array([per_task[i] - np.delete(per_task, i).mean() for i in range(len(per_task))])
     pre = jax.tree.map(lambda x: x[:, 0], inner[0])
     flat, unravel = ravel_pytree(params)
     score_per_task = jax.jit(jax.jacrev(lambda f: jax.vmap(
@@ -105,6 +110,7 @@ def test_defaults_and_validation():
         emaml.Config(exploration_weight=-0.1)
     with pytest.raises(ValueError, match="exploration_baseline"):
         emaml.Config(exploration_baseline="episode_mean")
+    assert emaml.Config(exploration_baseline="leave_one_out").exploration_baseline == "leave_one_out"
 
 
 def test_emaml_trains_as_one_program(corner):

@@ -142,6 +142,96 @@ def test_fit_linear_baseline_recovers_linear_target():
     np.testing.assert_allclose(got, target * mask, rtol=0, atol=2e-3)
 
 
+def _ref_leave_one_out(returns: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Plain loops: b_{e,t} = mean of R_{j,t} over the episodes j ≠ e with step t valid, 0 if there is none."""
+    out = np.zeros_like(returns, dtype=np.float64)
+    for e in range(returns.shape[0]):
+        for t in range(returns.shape[1]):
+            others = [returns[j, t] for j in range(returns.shape[0]) if j != e and mask[j, t] > 0]
+            out[e, t] = np.mean(others) if others and mask[e, t] > 0 else 0.0
+    return out
+
+
+def test_leave_one_out_baseline_matches_loops_and_ignores_its_own_episode():
+    rng = np.random.default_rng(9)
+    returns = rng.normal(size=(E, T)).astype(np.float32)
+    mask = _masks()  # at t ≥ 4 only episode 0 runs: its baseline there is 0
+    baseline = jax.jit(estimators.leave_one_out_baseline)
+    got = np.asarray(baseline(jnp.asarray(returns), jnp.asarray(mask)))
+    np.testing.assert_allclose(got, _ref_leave_one_out(returns, mask), rtol=1e-6, atol=1e-6)
+    assert np.all(got[0, 4:] == 0.0) and np.all(got[mask == 0] == 0.0)
+    # Episode e's baseline is a function of the other episodes only (what keeps R − b unbiased).
+    moved = returns.copy()
+    moved[1] += 100.0
+    shifted = np.asarray(baseline(jnp.asarray(moved), jnp.asarray(mask)))
+    np.testing.assert_array_equal(shifted[1], got[1])
+    assert not np.allclose(shifted[0], got[0])
+    # Leading task axes: [N, E, T] is N independent batches.
+    stacked = baseline(jnp.stack([jnp.asarray(returns), jnp.asarray(moved)]), jnp.stack([jnp.asarray(mask)] * 2))
+    np.testing.assert_array_equal(np.asarray(stacked), np.stack([got, shifted]))
+    with pytest.raises(AssertionError):
+        estimators.leave_one_out_baseline(jnp.asarray(returns[0]), jnp.asarray(mask[0]))  # no episode axis
+
+
+@pytest.mark.parametrize("baseline", estimators.BASELINES)
+def test_advantages_subtract_the_chosen_baseline(baseline):
+    rng = np.random.default_rng(10)
+    obs = rng.normal(size=(E, T, 2)).astype(np.float32)
+    rewards = rng.normal(size=(E, T)).astype(np.float32)
+    mask = _masks()
+    got = np.asarray(jax.jit(estimators.advantages, static_argnums=(3, 4, 5, 6))(
+        jnp.asarray(obs), jnp.asarray(rewards), jnp.asarray(mask), 0.9, 1.0, False, baseline))
+    returns = _ref_returns(rewards, mask, 0.9)
+    values = {"none": np.zeros_like(returns), "leave_one_out": _ref_leave_one_out(returns, mask),
+              "linear": np.asarray(estimators.fit_linear_baseline(jnp.asarray(obs), jnp.asarray(returns, jnp.float32),
+                                                                  jnp.asarray(mask)))}[baseline]
+    np.testing.assert_allclose(got, (returns - values) * mask, rtol=1e-5, atol=1e-5)  # λ = 1: A = R − b
+
+
+def test_unknown_baseline_lists_the_choices():
+    with pytest.raises(ValueError, match="'linear', 'none', 'leave_one_out'"):
+        estimators.baseline_values("mean", jnp.zeros((E, T, 1)), jnp.zeros((E, T)), jnp.ones((E, T)))
+    with pytest.raises(ValueError, match="'none', 'leave_one_out'"):
+        estimators.score_function_surrogate(jnp.zeros(3), jnp.zeros(3), "normalized")
+
+
+def test_only_the_leave_one_out_baseline_keeps_reinforce_unbiased_on_a_bandit():
+    """a ~ N(θ, 1), r = −(a − g)², n = 2: E[(1/n) Σ u_i A_i] = −2d with no or a leave-one-out baseline,
+    −2d(1 − 1/n) with the batch's own (linear = mean) baseline (module docstring of test_gradient_meta)."""
+    n, d, draws = 2, 1.0, 200_000
+    u = jax.random.normal(jax.random.key(0), (draws, n, 1))
+    rewards = -((d + u[..., 0]) ** 2)
+
+    @jax.jit
+    def mean_gradient(rewards):
+        adv = {b: jax.vmap(lambda r: estimators.advantages(jnp.zeros((n, 1, 1)), r, jnp.ones((n, 1)), 1.0, 1.0,
+                                                             False, b))(rewards) for b in estimators.BASELINES}
+        return {b: (jnp.mean(u * a), jnp.std(jnp.mean(u * a, axis=(1, 2))) / np.sqrt(draws)) for b, a in adv.items()}
+
+    got = mean_gradient(rewards[..., None])
+    for baseline, expected in (("none", -2 * d), ("leave_one_out", -2 * d), ("linear", -2 * d * (1 - 1 / n))):
+        mean, se = map(float, got[baseline])
+        assert abs(mean - expected) < 4 * se, (baseline, mean, se, expected)
+    assert abs(float(got["linear"][0]) + 2 * d) > 20 * float(got["linear"][1])
+
+
+def test_leave_one_out_mean_and_score_function_surrogate():
+    x = jnp.asarray([1.0, 2.0, 6.0])
+    np.testing.assert_allclose(np.asarray(estimators.leave_one_out_mean(x)), [4.0, 3.5, 1.5])
+    np.testing.assert_array_equal(np.asarray(estimators.leave_one_out_mean(x[:1])), [0.0])  # no other sample
+    # ∇ mean_i ⊥(R_i − b_i) log p_θ(X_i) = mean_i (R_i − b_i) ∇log p_θ(X_i); the returns carry no gradient.
+    features = jnp.asarray([[1.0, 0.5], [-2.0, 1.0], [0.5, 3.0]])
+    for baseline, centred in (("none", x), ("leave_one_out", x - jnp.asarray([4.0, 3.5, 1.5]))):
+        grad_theta, grad_returns = jax.grad(
+            lambda th, r, b=baseline: estimators.score_function_surrogate(features @ th, r, b), argnums=(0, 1))(
+            jnp.asarray([0.2, -0.1]), x)
+        np.testing.assert_allclose(np.asarray(grad_theta), np.asarray(jnp.mean(centred[:, None] * features, 0)),
+                                   rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(grad_returns), 0.0)
+    with pytest.raises(AssertionError):
+        estimators.score_function_surrogate(jnp.zeros(3), jnp.zeros(2))
+
+
 # ----------------------------------------------------------------------------- normalize
 
 

@@ -7,8 +7,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,15 +20,6 @@ TINY = [
 HORIZON, NUM_TASKS, EPISODES, STEPS = 10, 4, 4, 2
 PRIOR_EPISODES = 256  # enough episodes to test that z ~ N(0, I)
 
-EVALUATE_BOTH = """
-import sys
-from absl import flags
-from experiments import common, evaluate
-for logdir in sys.argv[1:]:
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["evaluate", f"--logdir={logdir}", "--reward=sparse"])  # MAESN Fig. 6: sparse meta-test
-    assert common.run_guarded(evaluate.run, flags.FLAGS) == 0, logdir
-"""
 
 
 def _guarded(module_run, argv: list[str]) -> tuple[int, str]:
@@ -41,17 +30,16 @@ def _guarded(module_run, argv: list[str]) -> tuple[int, str]:
 
 
 def train_main(args: list[str]) -> tuple[int, str]:
-    """The train launcher's guarded entry point, in this process."""
-    from absl import flags
+    """The train launcher's command line, in this process."""
+    from experiments import train
 
-    from experiments import common, train
+    return _guarded(train.cli, ["train", *args])
 
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train", *args])
-    try:
-        return _guarded(lambda _: common.run_guarded(train.run, flags.FLAGS), [])
-    finally:
-        flags.FLAGS.unparse_flags()
+
+def evaluate_main(*args: str) -> tuple[int, str]:
+    from experiments import evaluate
+
+    return _guarded(evaluate.cli, ["evaluate", *args])
 
 
 def figures_main(*args: str) -> tuple[int, str]:
@@ -71,7 +59,7 @@ def assert_png(path) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, subprocess_env, repo_root):
+def runs(tmp_path_factory):
     """Tiny MAESN and MAML runs on point_corner, trained in this process and meta-tested by experiments.evaluate."""
     base = tmp_path_factory.mktemp("figure_runs")
     maesn, maml = base / "maesn", base / "maml"
@@ -79,9 +67,9 @@ def runs(tmp_path_factory, subprocess_env, repo_root):
     assert code == 0, stderr
     code, stderr = train_main(["--algo=maml", *TINY, f"--logdir={maml}"])
     assert code == 0, stderr
-    result = subprocess.run([sys.executable, "-c", EVALUATE_BOTH, str(maesn), str(maml)], capture_output=True,
-                            text=True, env=subprocess_env, cwd=repo_root, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    for logdir in (maesn, maml):
+        code, stderr = evaluate_main(f"--logdir={logdir}", "--reward=sparse")  # MAESN Fig. 6: sparse meta-test
+        assert code == 0, stderr
     return maesn, maml
 
 

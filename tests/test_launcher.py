@@ -78,19 +78,12 @@ def restore_params(logdir):
 
 
 def train_main(args: list[str]) -> tuple[int, str]:
-    """The train launcher's guarded entry point, in this process (no interpreter start-up)."""
-    from absl import flags
-
-    from experiments import common, train
+    """The train launcher's command line, in this process (no interpreter start-up): (status, stderr)."""
+    from experiments import train
 
     stderr = io.StringIO()
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train", *args])
-    try:
-        with contextlib.redirect_stderr(stderr):
-            code = common.run_guarded(train.run, flags.FLAGS)
-    finally:
-        flags.FLAGS.unparse_flags()
+    with contextlib.redirect_stderr(stderr):
+        code = train.cli(["train", *args])
     return code, stderr.getvalue()
 
 
@@ -127,6 +120,15 @@ def test_train_writes_config_metrics_events_and_checkpoints(runs):
     assert "eval/return_step0" in records[-1] and "eval/return_step1" in records[-1]
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(straight))
     assert sorted(os.listdir(straight / "checkpoints")) == ["4", "8"]
+
+
+def test_eval_splits_log_every_split(tmp_path, train_in_process):
+    code, stderr = train_in_process([*TINY, "--num_steps=4", "--eval_splits=val,train", f"--logdir={tmp_path / 'r'}"])
+    assert code == 0, stderr
+    record = last_record(tmp_path / "r")
+    for key in ("eval/return_step0", "eval/return_step1", "eval/train/return_step0", "eval/train/adaptation_gain"):
+        assert key in record, sorted(record)
+    assert record["eval/train/return_step0"] != record["eval/return_step0"]  # other tasks, other returns
 
 
 def test_resume_is_bit_identical(runs):
@@ -236,13 +238,24 @@ BAD_INPUTS = [
     (["--env_kwarg=nope=1"], "unknown keyword argument(s) ['nope']"),
     (["--env_kwarg=episode_length=0"], "episode_length must be a positive int"),
     (["--num_seeds=0"], "--num_seeds must be >= 1, got 0"),
+    (["--num_steps=0"], "--num_steps must be >= 1, got 0"),
+    (["--num_steps=-3"], "--num_steps must be >= 1, got -3"),
+    (["--checkpoint_every=0"], "--checkpoint_every must be >= 1, got 0"),
+    (["--checkpoint_every=-1"], "--checkpoint_every must be >= 1, got -1"),
+    (["--eval_every=-1"], "--eval_every must be >= 0 (0: meta-test at the end only), got -1"),
+    (["--log_every=0"], "--log_every must be >= 1, got 0"),
+    (["--max_checkpoints=0"], "--max_checkpoints must be >= 1 or unset (keep all), got 0"),
+    (["--resume_step=-1"], "--resume_step must be a checkpoint step >= 0, got -1"),
+    (["--num_devices=3"], "num_devices must be in [1, 1], got 3"),
+    (["--eval_splits=ood"], "unknown split 'ood' for family 'point_corner'"),
+    (["--eval_splits=val,val"], "--eval_splits must name distinct splits"),
 ]
 
 
 @pytest.mark.parametrize("args,message", BAD_INPUTS)
 def test_bad_input_is_one_clear_line(args, message, tmp_path, train_in_process):
     logdir = tmp_path / "run"
-    code, stderr = train_in_process([*TINY, *args, "--num_steps=1", f"--logdir={logdir}"])
+    code, stderr = train_in_process([*TINY, "--num_steps=1", *args, f"--logdir={logdir}"])
     assert code == 2
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], stderr
@@ -285,6 +298,62 @@ def test_checkpoint_of_another_algorithm_without_config_json_is_refused(runs, tm
     assert snapshot(copy) == before
 
 
+def corrupt(path, offset: int = 64, size: int = 8) -> None:
+    """Overwrites ``size`` bytes in the middle of a file (a bit-rot or partial-write stand-in)."""
+    with open(path, "r+b") as f:
+        f.seek(min(offset, max(os.path.getsize(path) - size, 0)))
+        f.write(b"\xff" * size)
+
+
+def data_files(checkpoint_dir) -> list[str]:
+    """The array data files of a checkpoint's state item (the chunks in orbax's OCDBT ``d/`` folders)."""
+    found = []
+    for root, _, files in os.walk(checkpoint_dir / "state"):
+        if os.path.basename(root) == "d":
+            found += [os.path.join(root, n) for n in files]
+    assert found, f"no data files under {checkpoint_dir}"
+    return found
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--max_checkpoints=0"], "--max_checkpoints must be >= 1"),
+    (["--checkpoint_every=0"], "--checkpoint_every must be >= 1"),
+    (["--num_steps=0"], "--num_steps must be >= 1"),
+    (["--resume_step=5"], "--resume_step=5: "),
+])
+def test_bad_flags_on_an_existing_run_touch_nothing(runs, args, message, train_in_process):
+    straight, _ = runs
+    before = snapshot(straight)
+    code, stderr = train_in_process([*TINY, "--num_steps=12", *args, f"--logdir={straight}"])
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and message in errors[0], stderr
+    assert snapshot(straight) == before
+
+
+def test_max_checkpoints_never_deletes_checkpoints_of_earlier_runs(runs, tmp_path, train_in_process):
+    straight, _ = runs
+    copy = tmp_path / "rotated"
+    shutil.copytree(straight, copy)
+    code, stderr = train_in_process([*TINY, "--num_steps=16", "--max_checkpoints=1", f"--logdir={copy}"])
+    assert code == 0, stderr
+    # 4 and 8 were written by the earlier run: kept; of this run's 12 and 16 only the latest is.
+    assert sorted(os.listdir(copy / "checkpoints"), key=int) == ["4", "8", "16"]
+    from metarl_jax.io.metrics import read_metrics
+
+    assert [r["step"] for r in read_metrics(str(copy))] == list(range(1, 17))
+
+
+@pytest.mark.parametrize("where", ["regular_file", "/sys/kernel/metarl_test_run", "/dev/null/run"])
+def test_unusable_logdir_is_one_error_line(where, tmp_path, train_in_process):
+    if where == "regular_file":
+        where = tmp_path / "a_file"
+        where.write_text("not a run")
+    code, stderr = train_in_process([*TINY, "--num_steps=1", f"--logdir={where}"])
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and str(where) in errors[0], stderr
+    assert "Traceback" not in stderr
+
+
 def test_corrupted_checkpoint_is_reported_and_kept(runs, tmp_path, train_in_process):
     straight, _ = runs
     copy = tmp_path / "corrupted"
@@ -299,7 +368,84 @@ def test_corrupted_checkpoint_is_reported_and_kept(runs, tmp_path, train_in_proc
     code, stderr = train_in_process([*TINY, "--num_steps=12", f"--logdir={copy}"])
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "corrupted" in errors[0], stderr
+    assert "--resume_step=4" in errors[0], errors[0]
     assert snapshot(copy) == before
+
+
+@pytest.fixture(scope="module")
+def bit_rotted(runs, tmp_path_factory):
+    """A copy of the straight run whose latest checkpoint (8) has 8 bytes overwritten in a data file."""
+    straight, _ = runs
+    copy = tmp_path_factory.mktemp("bitrot") / "run"
+    shutil.copytree(straight, copy)
+    for path in data_files(copy / "checkpoints" / "8"):
+        corrupt(path)
+    return copy
+
+
+def test_silently_corrupted_checkpoint_is_refused_by_train_and_evaluate(bit_rotted, train_in_process,
+                                                                      subprocess_env, repo_root):
+    before = snapshot(bit_rotted)
+    code, stderr = train_in_process([*TINY, "--num_steps=12", f"--logdir={bit_rotted}"])
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, stderr
+    assert "checkpoints/8 is corrupted" in errors[0] and "--resume_step=4" in errors[0], errors[0]
+    result = run_cli("experiments.evaluate", [f"--logdir={bit_rotted}"], subprocess_env, repo_root)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: checkpoint"), result.stderr[-2000:]
+    assert snapshot(bit_rotted) == before
+
+
+def test_array_digests_catch_corruption_the_file_digests_missed(runs, tmp_path, train_in_process):
+    """Arrays that orbax reads without complaint but that are not the saved ones (here: step 4's state
+    under step 8, with file digests rewritten to match, as if it happened before they were written):
+    the array digests, computed from the train state when it was saved, refuse it."""
+    from metarl_jax.io.checkpoints import FILE_DIGESTS, file_digests
+
+    straight, _ = runs
+    copy = tmp_path / "swapped"
+    shutil.copytree(straight, copy)
+    step_dir = copy / "checkpoints" / "8"
+    shutil.rmtree(step_dir / "state")
+    shutil.copytree(copy / "checkpoints" / "4" / "state", step_dir / "state")
+    (step_dir / FILE_DIGESTS).write_text(json.dumps(file_digests(str(step_dir))))
+    code, stderr = train_in_process([*TINY, "--num_steps=12", f"--logdir={copy}"])
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "checkpoints/8 is corrupted: " in errors[0], stderr
+    assert "array(s) differ from the digests written with it" in errors[0], errors[0]
+
+
+def test_resume_from_the_previous_good_checkpoint_is_bit_identical(runs, bit_rotted, tmp_path, train_in_process):
+    straight, _ = runs
+    copy = tmp_path / "resumed"
+    shutil.copytree(bit_rotted, copy)
+    code, stderr = train_in_process([*TINY, "--num_steps=8", "--resume_step=4", f"--logdir={copy}"])
+    assert code == 0, stderr
+    assert "moved checkpoints [8]" in stderr
+    assert os.listdir(copy / "checkpoints_abandoned") == ["8"]  # kept, not deleted
+    assert last_record(copy) == last_record(straight)
+    for x, y in zip(jax_leaves(restore_params(copy)), jax_leaves(restore_params(straight)), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_truncated_checkpoint_is_one_error_line_without_tracebacks(runs, tmp_path, subprocess_env, repo_root):
+    straight, _ = runs
+    copy = tmp_path / "truncated"
+    shutil.copytree(straight, copy)
+    for path in data_files(copy / "checkpoints" / "8"):
+        with open(path, "r+b") as f:
+            f.truncate(0)
+    result = run_cli("experiments.train", [*TINY, "--num_steps=12", f"--logdir={copy}"], subprocess_env, repo_root)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr, result.stderr[-3000:]
+    assert lines[-1].startswith("error: checkpoint") and "--resume_step=4" in lines[-1], lines[-1]
+
+
+def jax_leaves(ts):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(ts)]
 
 
 MULTI_DEVICE_SCRIPT = textwrap.dedent("""

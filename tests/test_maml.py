@@ -9,6 +9,7 @@ import pytest
 
 from metarl_jax import algos, envs, estimators
 from metarl_jax.algos import maml
+from metarl_jax.rollout import Trajectory
 from tests import equivalence as eq
 from tests.bandit import LinearGaussianBandit, mean_bias
 
@@ -152,18 +153,22 @@ class _NaNRewardCorner(envs.PointCorner):
 
 
 def test_nonfinite_updates_are_skipped_and_counted():
+    """A non-finite update is never applied, and counts once per meta-iteration for every optimiser
+    (ProMP's 5 PPO epochs included)."""
     family = _NaNRewardCorner(episode_length=5)
-    config = algos.preset("maml", "smoke").replace(hidden_sizes=(8,), meta_batch_size=2, episodes_per_task=2)
-    for optimizer in ("trpo", "ppo"):
-        algo = algos.make("maml", family, config.replace(optimizer=optimizer, ppo_epochs=2))
+    tiny = dict(hidden_sizes=(8,), meta_batch_size=2, episodes_per_task=2)
+    runs = {"maml-trpo": ("maml", dict(optimizer="trpo")), "maml-ppo": ("maml", dict(optimizer="ppo", ppo_epochs=2)),
+            "promp": ("promp", {})}
+    for label, (name, changes) in runs.items():
+        algo = algos.make(name, family, algos.preset(name, "smoke").replace(**tiny, **changes))
         ts0 = algo.init(jax.random.key(0))
         ts, metrics = algo.train_step(ts0)
-        ts, metrics = algo.train_step(ts0)
+        ts, metrics = algo.train_step(ts)
         assert algo.trace_count == 1  # train_step is one program, compiled once
         same = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), ts.params, ts0.params))
-        assert all(same), optimizer
-        assert int(ts.nonfinite_updates) >= 1
-        assert float(metrics["train/nonfinite_updates"]) == int(ts.nonfinite_updates)
+        assert all(same), label
+        assert int(ts.nonfinite_updates) == 2, (label, int(ts.nonfinite_updates))
+        assert float(metrics["train/nonfinite_updates"]) == 2
 
 
 def test_user_defined_family_trains_without_package_edits():
@@ -272,12 +277,52 @@ def test_cg_subsample_fisher_uses_every_other_task():
     def both(params):
         inner, post, _ = algo.collect(params, jax.random.key(1), jax.random.key(2))
         every_other = jax.tree.map(lambda x: x[::2], (inner, post))
-        return algo.fisher_objective(inner, post)(params), algo.meta_objective(params, *every_other)
+        # CG's Fisher products use the realized objective (what the line search evaluates).
+        return algo.fisher_objective(inner, post)(params), algo.meta_objective(params, *every_other, realized=True)
 
     subsampled, reference = both(ts.params)
     assert jax.tree.leaves(subsampled.fisher_outputs)[0].shape[0] == 2
     for a, b in zip(jax.tree.leaves(subsampled), jax.tree.leaves(reference)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # The whole train step traces with it (abstractly: the TRPO path is compiled by the optimiser tests).
+    next_ts, metrics = jax.eval_shape(algo.train_step, ts)
+    assert jax.tree.structure(next_ts) == jax.tree.structure(ts) and metrics["train/loss"].shape == ()
+
+
+def test_inner_adapts_log_std_false_holds_sigma_fixed_in_the_inner_step_and_at_meta_test():
+    """α = 0 for log σ (training's inner step and meta-test fine-tuning, MAML and Meta-SGD); the mean still adapts."""
+    family = LinearGaussianBandit()
+    episodes = 16
+    actions = jax.random.normal(jax.random.key(1), (1, episodes, 1, 1))  # one inner batch of one-step episodes
+    adv = -((actions[..., 0] - 1.0) ** 2)
+    inner = (Trajectory(obs=jnp.zeros((1, episodes, 1, 1)), actions=actions, rewards=None, sparse_rewards=None,
+                        mask=jnp.ones((1, episodes, 1)), log_probs=None, dist=None,
+                        latents=jnp.zeros((1, episodes, 0)), positions=None), adv - jnp.mean(adv))
+    for name in ("maml", "metasgd"):
+        moved = {}
+        for adapts in (True, False):
+            config = algos.config_class(name)(hidden_sizes=(), meta_batch_size=1, episodes_per_task=episodes,
+                                              fast_lr=ALPHA, inner_adapts_log_std=adapts)
+            algo = algos.make(name, family, config)
+            meta_params = algo.init(jax.random.key(0)).params
+            change = jax.tree.map(jnp.subtract, jax.jit(algo.adapt)(meta_params, inner),
+                                  algo.policy_params(meta_params))
+            moved[adapts] = float(jnp.abs(change["params"]["log_std"])[0]), float(jnp.abs(mean_bias(change))[0])
+            eval_sizes = algo.eval_step_sizes(meta_params)
+            assert (float(jnp.ravel(eval_sizes["params"]["log_std"])[0]) == 0.0) != adapts
+            np.testing.assert_allclose(jnp.ravel(mean_bias(eval_sizes)), ALPHA, rtol=1e-6)
+        assert moved[False][0] == 0.0 and moved[True][0] > 1e-3, (name, moved)
+        np.testing.assert_allclose(moved[False][1], moved[True][1], rtol=1e-6)  # same samples, same mean step
+        assert moved[False][1] > 1e-3
+
+
+def test_pre_update_score_traces_as_one_train_step_with_a_one_task_cg_subsample():
+    """The score term's leave-one-out baseline is 0 for a lone task (CG's subsample here), as documented."""
+    family = envs.make("point_corner", episode_length=10)
+    config = algos.preset("maml", "smoke").replace(hidden_sizes=(8,), meta_batch_size=2, episodes_per_task=4,
+                                                   inner_estimator="vpg", outer_estimator="pre_update_score",
+                                                   cg_subsample=0.5, num_inner_steps=2)
+    algo = algos.make("maml", family, config)
+    ts = algo.init(jax.random.key(0))
     next_ts, metrics = jax.eval_shape(algo.train_step, ts)
     assert jax.tree.structure(next_ts) == jax.tree.structure(ts) and metrics["train/loss"].shape == ()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metarl_jax import algos, envs
+from metarl_jax import algos, envs, estimators
+from metarl_jax.algos import common
+from metarl_jax.rollout import Trajectory
 
 
 @pytest.mark.parametrize("name", ["vpg", "trpo", "ppo"])
@@ -66,3 +69,24 @@ def test_cg_subsample_traces_through_every_trpo_learner(name, changes):
     ts = algo.init(jax.random.key(0))
     next_ts, metrics = jax.eval_shape(algo.train_step, ts)
     assert jax.tree.structure(next_ts) == jax.tree.structure(ts) and "train/step_accepted" in metrics
+
+
+def test_task_advantages_use_the_baseline_field():
+    """common.task_advantages (every on-policy learner's advantages) subtracts ``baseline``'s values per task."""
+    rng = np.random.default_rng(0)
+    shape = (2, 3, 4)  # tasks, episodes, steps
+    rewards = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    mask = jnp.ones(shape).at[1, 0, 2:].set(0.0)
+    trajectories = Trajectory(obs=jnp.asarray(rng.normal(size=(*shape, 2)), jnp.float32), actions=None,
+                              rewards=rewards, sparse_rewards=rewards, mask=mask, log_probs=None, dist=None,
+                              latents=None, positions=None)
+    advantages = jax.jit(common.task_advantages, static_argnums=(1, 2))
+    returns = jax.vmap(lambda r, m: estimators.discounted_returns(r, m, 1.0))(rewards, mask)
+    for name, baseline in (("trpo", "none"), ("maesn", "leave_one_out")):
+        config = algos.config_class(name)(baseline=baseline, discount=1.0, gae_lambda=1.0, normalize_advantages=False)
+        values = jax.vmap(lambda o, r, m, b=baseline: estimators.baseline_values(b, o, r, m))(
+            trajectories.obs, returns, mask)
+        if baseline == "leave_one_out":
+            assert float(jnp.abs(values).max()) > 0.1
+        np.testing.assert_allclose(np.asarray(advantages(trajectories, config, "dense")),
+                                   np.asarray((returns - values) * mask), rtol=1e-6, atol=1e-6)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metarl_jax.algos import emaml, maesn, maml, metasgd, policy_gradient, promp, rl2, tesp
+from metarl_jax.algos import ddpg, emaml, maesn, maml, metasgd, policy_gradient, promp, rl2, sac, teacher_ddpg, tesp
 from metarl_jax.algos.base import Algorithm, TrainState
 from metarl_jax.algos.config import AlgoConfig, get_preset
 
@@ -22,6 +22,10 @@ _REGISTRY: dict[str, tuple[type[Algorithm], Any]] = {
     "rl2": (rl2.RL2, rl2),
     "tesp": (tesp.TESP, tesp),
     "adapt_sv": (tesp.AdaptSV, tesp),
+    # Off-policy learners (issue 11).
+    "ddpg": (ddpg.DDPG, ddpg),
+    "sac": (sac.SAC, sac),
+    "teacher_ddpg": (teacher_ddpg.TeacherDDPG, teacher_ddpg),
 }
 
 
@@ -55,5 +59,5 @@ def make(name: str, family: Any, config: AlgoConfig | None = None, mesh: Any = N
     return cls(family, config, mesh=mesh)
 
 
-__all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "emaml", "maesn", "make", "maml", "metasgd",
-           "names", "policy_gradient", "preset", "presets", "promp", "rl2", "tesp"]
+__all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "ddpg", "emaml", "maesn", "make", "maml",
+           "metasgd", "names", "policy_gradient", "preset", "presets", "promp", "rl2", "sac", "teacher_ddpg", "tesp"]

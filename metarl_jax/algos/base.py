@@ -120,17 +120,19 @@ class Algorithm(abc.ABC):
 
     # -- public API ----------------------------------------------------------------------
 
+    # The entry points commit an eager init's state first (parallel.commit): one compilation, not two.
+
     def train_step(self, ts: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
-        return self._jit_train_step(ts)
+        return self._jit_train_step(parallel.commit(ts, self.mesh))
 
     def train(self, ts: TrainState, num_steps: int) -> tuple[TrainState, dict[str, jax.Array]]:
         """``num_steps`` meta-iterations as one ``lax.scan``; metrics are stacked on axis 0."""
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"train: num_steps must be a positive int, got {num_steps!r}")
-        return self._jit_train(ts, num_steps)
+        return self._jit_train(parallel.commit(ts, self.mesh), num_steps)
 
     def evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
-        return self._jit_evaluate(ts, tasks, key)
+        return self._jit_evaluate(parallel.commit(ts, self.mesh), tasks, key)
 
     def init_seeds(self, keys: jax.Array) -> TrainState:
         """Train states of ``len(keys)`` independent seeds, stacked on a leading seed axis."""
@@ -140,11 +142,11 @@ class Algorithm(abc.ABC):
         """``train`` for every seed of a stacked train state, as one XLA program (metrics: [seeds, steps])."""
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"train_seeds: num_steps must be a positive int, got {num_steps!r}")
-        return self._jit_train_seeds(ts, num_steps)
+        return self._jit_train_seeds(parallel.commit(ts, self.mesh), num_steps)
 
     def evaluate_seeds(self, ts: TrainState, tasks: Any, keys: jax.Array) -> AdaptationCurve:
         """Adaptation curves of every seed; ``returns`` has shape [seeds, tasks, K + 1]."""
-        return self._jit_evaluate_seeds(ts, tasks, keys)
+        return self._jit_evaluate_seeds(parallel.commit(ts, self.mesh), tasks, keys)
 
     def lower_train_step(self, ts: TrainState):
         """The lowered train step, e.g. for ``.compile()`` timing or HLO inspection."""

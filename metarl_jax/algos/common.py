@@ -25,9 +25,13 @@ class PolicyGradientConfig(AlgoConfig):
     hidden_sizes: tuple[int, ...] = positive((100, 100))
     activation: str = one_of("relu", tuple(ACTIVATIONS))
     init_log_std: float = in_range(0.0, -5.0, 2.0)
-    # Returns and advantages: γ, GAE λ, linear feature baseline, centred advantages.
+    # Returns and advantages: γ, GAE λ, baseline, centred advantages.
     discount: float = unit_interval(0.99)
     gae_lambda: float = unit_interval(1.0)
+    # "linear": rllab's feature regression fitted on the batch (own episode included: biased);
+    # "none"; "leave_one_out": the other episodes' mean return-to-go at each t (unbiased, with
+    # normalize_advantages=False). estimators.advantages; docs/design_notes.md, estimator table.
+    baseline: str = one_of("linear", estimators.BASELINES)
     normalize_advantages: bool = True
     train_reward: str = one_of("dense", REWARD_KINDS)
     # Policy optimiser (outer loop for meta-learners).
@@ -120,17 +124,23 @@ def subsample(tree: Any, fraction: float, axis: int = 0) -> Any:
 
 
 def task_advantages(trajectories: Trajectory, config: PolicyGradientConfig, reward_kind: str) -> jax.Array:
-    """Per-task advantages (each task fits its own linear baseline): [..., N, E, T]."""
+    """Per-task advantages (each task's baseline from its own episodes, ``config.baseline``): [..., N, E, T]."""
     rewards = trajectories.select_rewards(reward_kind)
 
     def one_task(obs, rew, mask):
         return estimators.advantages(obs, rew, mask, config.discount, config.gae_lambda,
-                                     config.normalize_advantages)
+                                     config.normalize_advantages, config.baseline)
 
     fn = one_task
     for _ in range(rewards.ndim - 2):
         fn = jax.vmap(fn)
     return fn(trajectories.obs, rewards, trajectories.mask)
+
+
+def without_log_std(step_sizes: Any) -> Any:
+    """α with every ``log_std`` leaf set to 0: an inner step that holds the policy's σ fixed."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, a: jnp.zeros_like(a) if "log_std" in jax.tree_util.keystr(path) else a, step_sizes)
 
 
 def importance_objective(policy: Policy, params: Any, trajectories: Trajectory, adv: jax.Array,

@@ -24,10 +24,15 @@ Inner step (eqs. 4-5). The latent gradient is REINFORCE on log N(z; μ_i, σ_i)
 weighted by the advantage at t = 0 of each episode (maesn_suite):
     ĝ = mean_e ∇ log q_i(z_e) A_{e,0}.
 It is taken as the gradient of a loaded-DiCE surrogate over the episode's
-stochastic nodes (z, a_0, ..., a_{T−1}) (``latent_surrogate``), so the
-meta-gradient through the inner step is exact to second order: its Hessian
-includes ∇log q ∇log qᵀ A_0 and the ∇log q ∇_θ log π A_t cross terms that make
-θ learn to *use* the latent space.
+stochastic nodes (z, a_0, ..., a_{T−1}) (``latent_surrogate``), whose Hessian Ĥ
+is an unbiased estimate of the objective's: it includes ∇log q ∇log qᵀ A_0 and
+the ∇log q ∇_θ log π A_t cross terms that make θ learn to *use* the latent space.
+What the meta-gradient then estimates is MAML's DiCE row of the estimator table
+(docs/design_notes.md): the gradient of the infinite-batch objective
+J_post(φ + α E ĝ), biased by an α²·Cov(ĝ, Ĥ) term because ĝ and Ĥ come from the
+same pre-update batch (O(α²/n) for n episodes), and without the pre-update score
+term of the finite-batch objective E_D[J_post(φ + α ĝ(D))]. ``baseline`` (every
+learner's) sets the advantages of both batches.
 
 Outer objective (3), the choice made here (``outer_latent_gradient="likelihood"``).
 The post-update data D'_i are sampled variables (z'_e, a_{e,0..T−1}); z'_e
@@ -241,20 +246,30 @@ class MAESN(Algorithm):
     # -- inner loop ------------------------------------------------------------------------
 
     def inner_objective(self, latent: DiagGaussian, policy_params: Any, trajectories: Trajectory,
-                        adv: jax.Array) -> jax.Array:
-        """Eqs. (4)-(6): the DiCE surrogate of E_{z~q, a~π}[Σ_t R] on the pre-update batch."""
+                        adv: jax.Array, realized: bool = False) -> jax.Array:
+        """Eqs. (4)-(6): the DiCE surrogate of E_{z~q, a~π}[Σ_t R] on the pre-update batch.
+
+        ``realized``: the surrogate of the step actually taken at any parameters, as a plain function:
+        the magic boxes evaluate to 1, so it is REINFORCE with the samples held fixed,
+        mean_e [log q(z_e) A_{e,0} + Σ_t log π(a_t|s_t, z_e) A_{e,t}]. TRPO's Fisher and line search use
+        it, so that its quadratic KL model and the KL it measures are one function (MAML's
+        ``inner_objective`` explains why).
+        """
         action_log_probs, _ = score(self.policy, policy_params, trajectories)
-        return latent_surrogate(latent.log_prob(trajectories.latents), action_log_probs, adv, trajectories.mask)
+        latent_log_probs = latent.log_prob(trajectories.latents)
+        if realized:
+            return jnp.mean(latent_log_probs * adv[..., 0] + jnp.sum(action_log_probs * adv * trajectories.mask, -1))
+        return latent_surrogate(latent_log_probs, action_log_probs, adv, trajectories.mask)
 
     def inner_step(self, params: Any, task_index: jax.Array, trajectories: Trajectory,
-                   adv: jax.Array) -> tuple[Any, DiagGaussian]:
+                   adv: jax.Array, realized: bool = False) -> tuple[Any, DiagGaussian]:
         """(θ', q'_i): μ' = μ + α_μ ∘ ĝ_μ, log σ' = log σ + α_σ ∘ ĝ_logσ (and θ' = θ + α_θ ĝ_θ if adapt_policy)."""
         cfg = self.config
         latent = self.task_latent(params, task_index)
         if not self.adapts:
             return params["policy"], latent
         argnums = (0, 1) if cfg.adapt_policy else 0
-        grads = jax.grad(self.inner_objective, argnums=argnums)(latent, params["policy"], trajectories, adv)
+        grads = jax.grad(self.inner_objective, argnums=argnums)(latent, params["policy"], trajectories, adv, realized)
         latent_grad, policy_grad = grads if cfg.adapt_policy else (grads, None)
         alpha = self.step_sizes(params)
         adapted_latent = jax.tree.map(lambda p, a, g: p + a * g, latent, alpha, latent_grad)
@@ -285,12 +300,13 @@ class MAESN(Algorithm):
     # -- outer loop ------------------------------------------------------------------------
 
     def meta_objective(self, params: Any, task_indices: jax.Array, pre_batches, post_batches,
-                       sampled_latents: DiagGaussian) -> PolicyObjective:
-        """Objective (3) over the meta-batch as a TRPO objective (see the module docstring)."""
+                       sampled_latents: DiagGaussian, realized: bool = False) -> PolicyObjective:
+        """Objective (3) over the meta-batch as a TRPO objective (see the module docstring); ``realized``:
+        with the realized inner step (``inner_objective``), for TRPO's line search and Fisher."""
         cfg = self.config
 
         def one_task(task_index, pre_batch, post_batch, old_latent):
-            adapted_policy, adapted_latent = self.inner_step(params, task_index, *pre_batch)
+            adapted_policy, adapted_latent = self.inner_step(params, task_index, *pre_batch, realized)
             post, post_adv = post_batch
             if cfg.outer_latent_gradient == "reparameterized":
                 # z' = μ'(φ) + σ'(φ) ε with the sampled ε = (z' − μ'_old) / σ'_old.
@@ -332,7 +348,8 @@ class MAESN(Algorithm):
         fisher_batch = common.subsample(batch, cfg.cg_subsample)
         params, opt_state, info = self.optimizer.update(
             lambda p: self.meta_objective(p, *batch), ts.params, ts.opt_state,
-            None if cfg.cg_subsample == 1.0 else lambda p: self.meta_objective(p, *fisher_batch))
+            None if cfg.cg_subsample == 1.0 else lambda p: self.meta_objective(p, *fisher_batch, realized=True),
+            realized_objective_fn=(lambda p: self.meta_objective(p, *batch, realized=True)) if self.adapts else None)
         params = self.shard_latent_tables(params)
 
         pre, _ = pre_batches

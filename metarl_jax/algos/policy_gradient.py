@@ -2,7 +2,7 @@
 
     1: sample tasks (a single-task family has exactly one)
     2: sample trajectories with π_θ
-    3: advantages: linear feature baseline, GAE(γ, λ)
+    3: advantages: baseline (``baseline``; rllab's linear feature baseline by default), GAE(γ, λ)
     4: θ ← VPG / TRPO / PPO step on mean_t ρ_t A_t,  ρ = π_θ / π_θ_old
 
 Trained across a task family this is the "pretrained" multi-task baseline of

@@ -16,10 +16,13 @@
 All of it is one XLA program (``train_step``). Because the inner objective is a likelihood
 ratio to the *sampling* policy π_θ_o, the replayed inner gradient stays an importance-weighted
 policy gradient at every PPO step (θ ≠ θ_o); at step 0 every inner objective below equals
-MAML's. ``inner_estimator`` selects the variant: "lvc" (ProMP), "dice" (unbiased DiCE Hessian;
-ratios accumulate over time: mean_t [Π_{t'≤t} ρ_t' − Π_{t'<t} ρ_t'] A_t) or "vpg" (the original
-MAML inner step: mean_t ⊥ρ_t log π_θ(a_t|s_t) A_t). η is fixed, or, with ``adaptive_inner_kl``,
-halved/doubled after each iteration when the inner KL is below/above target/1.5, target·1.5.
+MAML's, so the first epoch's gradient is MAML's (``outer_estimator="post_update"``) with the same
+inner estimator: unbiased for neither the infinite- nor the finite-batch objective (``algos/maml.py``;
+the estimator table of docs/design_notes.md). ``inner_estimator`` selects the variant: "lvc" (ProMP),
+"dice" (unbiased DiCE Hessian; ratios accumulate over time: mean_t [Π_{t'≤t} ρ_t' − Π_{t'<t} ρ_t'] A_t)
+or "vpg" (the original MAML inner step: mean_t ⊥ρ_t log π_θ(a_t|s_t) A_t). η is fixed, or, with
+``adaptive_inner_kl``, halved/doubled after each iteration when the inner KL is below/above
+target/1.5, target·1.5.
 """
 
 from __future__ import annotations
@@ -51,6 +54,14 @@ class Config(maml.Config):
     inner_kl_coeff: float = non_negative(5e-4)
     adaptive_inner_kl: bool = False
     target_inner_kl: float = positive(0.01)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.outer_estimator != "post_update":
+            raise ValueError(
+                f"config field 'outer_estimator' = {self.outer_estimator!r} must be 'post_update' for ProMP (its "
+                "PPO epochs reuse the samples off θ_o, where the score term would need importance weights); "
+                "algo 'maml' has 'pre_update_score'")
 
 
 PRESETS: dict[str, Config] = {
@@ -94,34 +105,43 @@ class ProMP(maml.MAML):
         coeff = jnp.full((self.config.num_inner_steps,), self.config.inner_kl_coeff, float_dtype())
         return ts.replace(extras={"inner_kl_coeff": coeff})
 
-    def inner_objective(self, params: Any, trajectories: Trajectory, adv: jax.Array) -> jax.Array:
+    def inner_objective(self, params: Any, trajectories: Trajectory, adv: jax.Array,
+                        realized: bool = False) -> jax.Array:
+        """J^LR(θ; D). Its "lvc" and "dice" forms are plain functions of θ (ratios to the stored sampling
+        policy, no magic box), so they are their own realized surrogate. The "vpg" form's stop-gradient
+        ratio is not: its step ⊥ρ ∇log π A equals ∇ρ A at every θ, so its realized surrogate is LVC's."""
         log_probs, _ = score(self.policy, params, trajectories)
-        return likelihood_ratio_surrogate(self.config.inner_estimator, log_probs, trajectories.log_probs, adv,
-                                          trajectories.mask)
+        kind = "lvc" if realized and self.config.inner_estimator == "vpg" else self.config.inner_estimator
+        return likelihood_ratio_surrogate(kind, log_probs, trajectories.log_probs, adv, trajectories.mask)
 
-    def adapt_with_kls(self, meta_params: Any, inner_batches: tuple[Trajectory, jax.Array]):
+    @property
+    def estimator_differs_from_realized(self) -> bool:
+        return self.config.inner_estimator == "vpg" or self.config.first_order
+
+    def adapt_with_kls(self, meta_params: Any, inner_batches: tuple[Trajectory, jax.Array], realized: bool = False):
         """(θ_K(θ), [KL(π_θ_k,o ‖ π_θ_k(θ)) on D_k for k < K]) for one task."""
 
         def body(p, batch):
             trajectories, adv = batch
             _, dist = score(self.policy, p, trajectories)
             kl = estimators.masked_mean(trajectories.dist.kl(dist), trajectories.mask)
-            return self.inner_step(meta_params, p, trajectories, adv), kl
+            return self.inner_step(meta_params, p, trajectories, adv, realized), kl
 
         return jax.lax.scan(body, self.policy_params(meta_params), inner_batches)
 
-    def adapt(self, meta_params: Any, inner_batches: tuple[Trajectory, jax.Array]) -> Any:
-        return self.adapt_with_kls(meta_params, inner_batches)[0]
+    def adapt(self, meta_params: Any, inner_batches: tuple[Trajectory, jax.Array], realized: bool = False) -> Any:
+        return self.adapt_with_kls(meta_params, inner_batches, realized)[0]
 
     def inner_kls(self, meta_params: Any, inner_batches) -> jax.Array:
         """D̄_KL per inner step: the mean over tasks, [K]."""
         return jnp.mean(jax.vmap(lambda batch: self.adapt_with_kls(meta_params, batch)[1])(inner_batches), axis=0)
 
-    def meta_objective(self, meta_params: Any, inner_batches, post_batches, inner_kl_coeff: Any = None):
+    def meta_objective(self, meta_params: Any, inner_batches, post_batches, inner_kl_coeff: Any = None,
+                       realized: bool = False):
         """J^CLIP's ratios on D'_i (the optimiser clips them) and the penalty mean_k η_k D̄_KL,k."""
 
         def one_task(inner_batch, post_batch):
-            adapted, kls = self.adapt_with_kls(meta_params, inner_batch)
+            adapted, kls = self.adapt_with_kls(meta_params, inner_batch, realized)
             post, post_adv = post_batch
             return common.importance_objective(self.policy, adapted, post, post_adv), kls
 
@@ -140,7 +160,8 @@ class ProMP(maml.MAML):
         inner_batches, post_batches, adaptation_distance = self.collect(ts.params, task_key, sample_key)
         params, opt_state, info = self.optimizer.update(
             lambda p: self.meta_objective(p, inner_batches, post_batches, coeff), ts.params, ts.opt_state,
-            self.fisher_objective(inner_batches, post_batches, coeff))
+            self.fisher_objective(inner_batches, post_batches, coeff),
+            realized_objective_fn=self.realized_objective(inner_batches, post_batches, coeff))
 
         inner_kl = self.inner_kls(params, inner_batches)
         if cfg.adaptive_inner_kl:

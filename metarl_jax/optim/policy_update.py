@@ -11,7 +11,10 @@ outer loop of MAML and its relatives:
 * ``trpo(max_kl, ...)``: the natural-gradient step of ``optim.trpo``.
 
 Every update is guarded: if the loss, gradient or new parameters are not finite
-the old parameters and optimiser state are kept and ``nonfinite`` is reported 1.
+the old parameters and optimiser state are kept (per epoch for PPO) and ``nonfinite``
+is reported 1. It is 1 per *update* that skipped anything, whatever the number of epochs,
+so ``train/nonfinite_updates`` counts skipped outer updates (meta-iterations) for every
+optimiser and algorithm.
 """
 
 from __future__ import annotations
@@ -62,12 +65,16 @@ class Minibatches(NamedTuple):
 
 
 class PolicyOptimizer(NamedTuple):
-    """``update(objective_fn, params, opt_state, fisher_objective_fn=None, minibatches=None)``.
+    """``update(objective_fn, params, opt_state, fisher_objective_fn=None, realized_objective_fn=None,
+    minibatches=None) -> (params, opt_state, info)``.
 
-    Returns (params, opt_state, info).
-
-    ``fisher_objective_fn`` (TRPO only): the objective on a subsample of the batch, used for
-    the Fisher-vector products of conjugate gradient (rllab's ``subsample_factor``).
+    ``objective_fn`` gives the gradient (the estimator). TRPO only:
+    ``realized_objective_fn`` is the same objective as a plain function of the parameters, without
+    the estimator's derivative-only terms (DiCE's magic boxes, first-order stop-gradients): the line
+    search evaluates it and the Fisher is its KL's Hessian, so that the quadratic KL model and the
+    KL the line search measures are one function (default: ``objective_fn``).
+    ``fisher_objective_fn`` is the realized objective on a subsample of the batch, for the
+    Fisher-vector products of conjugate gradient (rllab's ``subsample_factor``).
     ``minibatches`` (first-order optimisers): a ``Minibatches``; ``objective_fn`` then takes
     ``(params, batch)`` and is evaluated on the whole batch or on its minibatches.
     """
@@ -139,8 +146,9 @@ def _gradient_optimizer(tx: optax.GradientTransformation, num_epochs: int, clip:
         raise ValueError(f"num_minibatches must be a positive int, got {num_minibatches!r}")
 
     def update(objective_fn: Callable[..., PolicyObjective], params: Any, opt_state: Any,
-               fisher_objective_fn: Any = None, minibatches: Minibatches | None = None):
-        del fisher_objective_fn  # first-order: no Fisher
+               fisher_objective_fn: Any = None, realized_objective_fn: Any = None,
+               minibatches: Minibatches | None = None):
+        del fisher_objective_fn, realized_objective_fn  # first-order: no Fisher, no line search
         if minibatches is None and num_minibatches > 1:
             raise ValueError(f"num_minibatches = {num_minibatches}: update needs minibatches=Minibatches(batch, key)")
 
@@ -187,7 +195,9 @@ def _gradient_optimizer(tx: optax.GradientTransformation, num_epochs: int, clip:
             "loss": loss_before,
             "kl": kl_after,
             "grad_norm": grad_norm,
-            "nonfinite": jnp.sum(1 - finite.astype(jnp.int32), dtype=jnp.int32),  # int32 also under x64
+            # One count per update that skipped anything (not per epoch): train/nonfinite_updates counts
+            # outer updates, the same for every optimiser.
+            "nonfinite": jnp.any(~finite).astype(jnp.int32),
         }
         return new_params, new_state, info
 
@@ -223,12 +233,17 @@ def trpo(
 ) -> PolicyOptimizer:
     """TRPO on the unclipped importance-sampled surrogate; stateless."""
 
-    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any, fisher_objective_fn: Any = None):
-        fisher_fn = objective_fn if fisher_objective_fn is None else fisher_objective_fn
+    def update(objective_fn: ObjectiveFn, params: Any, opt_state: Any, fisher_objective_fn: Any = None,
+               realized_objective_fn: Any = None):
+        realized_fn = objective_fn if realized_objective_fn is None else realized_objective_fn
+        fisher_fn = realized_fn if fisher_objective_fn is None else fisher_objective_fn
 
         def loss_and_kl(p):
-            objective = objective_fn(p)
+            objective = realized_fn(p)
             return policy_loss(objective), objective.kl
+
+        # The estimator's gradient; None: that of the realized loss (the same function).
+        gradient_fn = None if realized_objective_fn is None else (lambda p: policy_loss(objective_fn(p)))
 
         def fisher_outputs(p):
             objective = fisher_fn(p)
@@ -238,8 +253,8 @@ def trpo(
             fisher_outputs = None
         new_params, info = trpo_step(
             loss_and_kl, params, max_kl, cg_iters, cg_damping, backtrack_ratio, max_backtracks, fisher_outputs,
-            fisher_kl_fn=None if fisher_objective_fn is None else lambda p: fisher_fn(p).kl,
-            batched_line_search=batched_line_search,
+            fisher_kl_fn=None if fisher_fn is realized_fn else lambda p: fisher_fn(p).kl,
+            batched_line_search=batched_line_search, gradient_fn=gradient_fn,
         )
         finite = jnp.isfinite(info.loss_before) & jnp.isfinite(info.grad_norm)
         new_params, _ = guard_nonfinite(params, new_params, finite)

@@ -91,6 +91,7 @@ def trpo_step(
     fisher_outputs: Callable[[Any], tuple[Any, Any]] | None = None,
     fisher_kl_fn: Callable[[Any], jax.Array] | None = None,
     batched_line_search: bool = False,
+    gradient_fn: Callable[[Any], jax.Array] | None = None,
 ) -> tuple[Any, TrpoInfo]:
     """One TRPO update of ``params``; rejects the step (returns ``params``) if the line search fails.
 
@@ -99,7 +100,10 @@ def trpo_step(
     ``fisher_outputs(params) -> (y, W)`` the KL Hessian is applied in Gauss–Newton form
     (see ``gauss_newton_vector_product``); otherwise by differentiating the KL twice
     (``fisher_kl_fn``'s if given, e.g. the KL on a subsample of the batch, else the KL of
-    ``loss_and_kl_fn``). The line search always checks the full KL.
+    ``loss_and_kl_fn``). The line search always checks the full KL. ``gradient_fn(params) -> L̂``
+    supplies the ascent direction's gradient when the estimator differs from the function the line
+    search evaluates (MAML's DiCE meta-gradient against its realized inner step); by default it is
+    the gradient of ``loss_and_kl_fn``'s loss.
     """
     flat0, unravel = ravel_pytree(params)
     flat_loss_and_kl = lambda flat: loss_and_kl_fn(unravel(flat))  # noqa: E731
@@ -108,7 +112,11 @@ def trpo_step(
     else:
         flat_kl = lambda flat: fisher_kl_fn(unravel(flat))  # noqa: E731
 
-    (loss_before, _), grad = jax.value_and_grad(flat_loss_and_kl, has_aux=True)(flat0)
+    if gradient_fn is None:
+        (loss_before, _), grad = jax.value_and_grad(flat_loss_and_kl, has_aux=True)(flat0)
+    else:
+        loss_before = flat_loss_and_kl(flat0)[0]
+        grad = jax.grad(lambda flat: gradient_fn(unravel(flat)))(flat0)
     if fisher_outputs is None:
         fisher = hessian_vector_product(flat_kl, flat0)
     else:

@@ -1,0 +1,241 @@
+"""The papers' claims, as declarative entries that ``experiments.reproduce`` runs.
+
+A claim names the paper and figure, and for each scale (``smoke``: tiny, for tests; ``demo``: the
+smallest version that still shows the effect, for ``make demo``, where a claim has one; ``cpu``: at
+most about 30 minutes on 2 CPU cores; ``paper``: the papers' settings, for a GPU) the panels to run. A
+panel is one comparison on one task family: the runs (method, family, preset, overrides, budget),
+the meta-test protocol every run is evaluated with, the statistic that decides it, and the paper's
+numbers where they exist. Every run goes through ``experiments.train`` and ``experiments.evaluate``
+with ``--num_seeds``, so its directory is an ordinary run directory.
+
+Statistics look at the adaptation curves of the panel's runs (``eval/adaptation_curve.json``: one
+curve per seed) and return a ``Verdict``. Seeds are the independent units: a difference between
+methods is a Welch t-interval over their seed means, a method's improvement with adaptation a paired
+t-interval over its seeds. A claim holds at a scale when the 95 % interval excludes zero in the
+claimed direction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from metarl_jax.evaluation import t_quantile_975
+
+SCALES = ("smoke", "demo", "cpu", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One method's run: ``experiments.train`` flags (its label is also the run directory's name)."""
+
+    label: str
+    algo: str
+    env: str
+    num_steps: int
+    preset: str | None = None
+    overrides: tuple[str, ...] = ()
+    env_kwargs: tuple[str, ...] = ()
+    log_every: int = 10
+
+    def train_args(self) -> list[str]:
+        args = [f"--algo={self.algo}", f"--env={self.env}", f"--num_steps={self.num_steps}",
+                f"--log_every={min(self.log_every, self.num_steps)}", f"--checkpoint_every={self.num_steps}"]
+        args += [f"--preset={self.preset}"] if self.preset else []
+        args += [f"--override={o}" for o in self.overrides] + [f"--env_kwarg={k}" for k in self.env_kwargs]
+        return args
+
+    def replace(self, **changes: Any) -> Run:
+        return dataclasses.replace(self, **changes)
+
+    def spec(self, num_seeds: int):
+        """The launcher's ``RunSpec`` of this run (validates the algo, env, preset, overrides, kwargs)."""
+        from types import SimpleNamespace
+
+        from experiments.common import RunSpec
+
+        return RunSpec.from_flags(SimpleNamespace(algo=self.algo, env=self.env, preset=self.preset,
+                                                  override=list(self.overrides), env_kwarg=list(self.env_kwargs),
+                                                  seed=0, num_seeds=num_seeds))
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """The meta-test of every run of a panel (``experiments.evaluate`` flags; None: the config's)."""
+
+    reward: str | None = None
+    split: str = "val"
+    num_tasks: int | None = None
+    adaptation_steps: int | None = None
+
+    def evaluate_args(self) -> list[str]:
+        args = [f"--split={self.split}"]
+        for flag, value in (("reward", self.reward), ("num_tasks", self.num_tasks),
+                            ("adaptation_steps", self.adaptation_steps)):
+            if value is not None:
+                args.append(f"--{flag}={value}")
+        return args
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    statement: str  # what is claimed, e.g. "MAESN's sparse return after 100 test steps exceeds MAML's"
+    holds: bool | None  # None: cannot be decided (a method is missing, one seed, ...)
+    difference: float = math.nan
+    ci95: tuple[float, float] = (math.nan, math.nan)
+    num_seeds: int = 0
+    reason: str = ""
+
+    def line(self, scale: str) -> str:
+        if self.holds is None:
+            return f"{self.statement}: cannot be decided at {scale} scale ({self.reason})"
+        low, high = self.ci95
+        status = "holds" if self.holds else "does not hold"
+        return (f"{self.statement}: difference {self.difference:.3g}, 95 % CI [{low:.3g}, {high:.3g}], "
+                f"{self.num_seeds} seeds; the claim {status} at {scale} scale")
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(mean(a) − mean(b), 95 % Welch t-interval) of two independent samples (degrees of freedom floored)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    difference = float(a.mean() - b.mean())
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return difference, difference, difference
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = t_quantile_975(max(1, int(dof))) * se
+    return difference, difference - half, difference + half
+
+
+def paired_interval(x: np.ndarray) -> tuple[float, float, float]:
+    """(mean, 95 % t-interval) of paired differences ``x`` (one per seed)."""
+    x = np.asarray(x, float)
+    mean = float(x.mean())
+    half = t_quantile_975(len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return mean, mean - half, mean + half
+
+
+def _step_name(step: int, curve: np.ndarray) -> str:
+    k = step % curve.shape[-1]
+    return f"{k} test step{'s' if k != 1 else ''}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Exceeds:
+    """``method``'s return after ``step`` adaptation steps exceeds that of the best of ``others``
+    (Welch interval over seed means)."""
+
+    method: str
+    others: tuple[str, ...]
+    step: int = -1
+    what: str = "return"
+
+    def decide(self, curves: Mapping[str, np.ndarray]) -> Verdict:
+        present = [o for o in self.others if o in curves]
+        rivals = " and ".join(self.others) if len(self.others) <= 2 else "the best of " + ", ".join(self.others)
+        if self.method not in curves or not present:
+            missing = [m for m in (self.method, *self.others) if m not in curves]
+            return Verdict(f"{self.method}'s {self.what} exceeds {rivals}'", None,
+                           reason=f"no runs of {', '.join(missing)}")
+        mine = curves[self.method][:, self.step]
+        best = max(present, key=lambda o: curves[o][:, self.step].mean())
+        statement = (f"{self.method}'s {self.what} after {_step_name(self.step, curves[self.method])} exceeds "
+                     + (f"{best}'s" if len(present) == 1 else f"the best other method's ({best})"))
+        seeds = min(len(mine), len(curves[best]))
+        if seeds < 2:
+            return Verdict(statement, None, reason="one seed gives no interval")
+        difference, low, high = welch_interval(mine, curves[best][:, self.step])
+        return Verdict(statement, bool(low > 0), difference, (float(low), float(high)), seeds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Improves:
+    """``method``'s return after ``step`` adaptation steps exceeds its return before adaptation
+    (paired over seeds)."""
+
+    method: str
+    step: int = -1
+    what: str = "return"
+
+    def decide(self, curves: Mapping[str, np.ndarray]) -> Verdict:
+        if self.method not in curves:
+            return Verdict(f"{self.method} improves with adaptation", None, reason=f"no run of {self.method}")
+        curve = curves[self.method]
+        statement = (f"{self.method}'s {self.what} after {_step_name(self.step, curve)} exceeds its "
+                     f"pre-update {self.what}")
+        if len(curve) < 2:
+            return Verdict(statement, None, reason="one seed gives no interval")
+        difference, low, high = paired_interval(curve[:, self.step] - curve[:, 0])
+        return Verdict(statement, bool(low > 0), difference, (float(low), float(high)), len(curve))
+
+
+@dataclasses.dataclass(frozen=True)
+class Panel:
+    title: str
+    runs: tuple[Run, ...]
+    statistics: tuple[Any, ...]  # objects with decide(curves: {label: [seeds, K + 1]}) -> Verdict
+    protocol: Protocol = Protocol()
+    paper: Mapping[str, Sequence[float]] = dataclasses.field(default_factory=dict)  # label -> returns per step
+    paper_steps: tuple[int, ...] = ()  # the adaptation steps of the paper's numbers
+
+    @property
+    def slug(self) -> str:
+        return "".join(c if c.isalnum() else "_" for c in self.title.lower()).strip("_")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaled:
+    panels: tuple[Panel, ...]
+    seeds: int = 5
+    notes: str = ""  # what was scaled down, and why the effect can still show
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    name: str
+    paper: str
+    figure: str
+    description: str  # one line, for --list
+    scales: Mapping[str, Scaled]
+    # experiments.figures commands drawn on each panel's runs besides the comparison (e.g. "trajectories").
+    figures: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def scale(self, name: str) -> Scaled:
+        if name not in self.scales:
+            raise ValueError(f"claim {self.name!r} has no scale {name!r}; it has {sorted(self.scales)}")
+        return self.scales[name]
+
+
+_REGISTRY: dict[str, Claim] = {}
+
+
+def register(claim: Claim) -> Claim:
+    """Adds a claim (a method's module or this file calls it); names are unique."""
+    if claim.name in _REGISTRY:
+        raise ValueError(f"claims.register: {claim.name!r} is already registered")
+    for scale in claim.scales:
+        if scale not in SCALES:
+            raise ValueError(f"claim {claim.name!r}: unknown scale {scale!r}; scales are {list(SCALES)}")
+    _REGISTRY[claim.name] = claim
+    return claim
+
+
+def names() -> list[str]:
+    _load_registrations()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Claim:
+    _load_registrations()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown claim {name!r}; registered claims are {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def _load_registrations() -> None:
+    from experiments import paper_claims  # noqa: F401  (registers the claims on import)

@@ -1,0 +1,145 @@
+"""The reproduction harness: the registry, the statistics against scipy, and every claim at smoke scale."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import claims, reproduce
+
+
+def reproduce_main(*args: str) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = reproduce.cli(["reproduce", *args])
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_every_claim_resolves_at_every_scale():
+    """Every run of every panel builds its launcher spec: algo, family, preset, overrides, kwargs."""
+    assert {"maesn_fig6", "maml_icml", "mame_fig3"} <= set(claims.names())
+    for name in claims.names():
+        claim = claims.get(name)
+        assert "smoke" in claim.scales and "cpu" in claim.scales and "paper" in claim.scales, name
+        for scale, scaled in claim.scales.items():
+            assert scaled.panels and (scale == "smoke" or scaled.notes), (name, scale)
+            assert scaled.seeds >= (5 if scale in ("cpu", "paper") else 2), (name, scale)
+            for panel in scaled.panels:
+                assert len({run.label for run in panel.runs}) == len(panel.runs)
+                for run in panel.runs:
+                    spec = run.spec(num_seeds=2)
+                    assert spec.algo == run.algo and spec.env == run.env, (name, scale, run.label)
+                for label, values in panel.paper.items():
+                    assert len(values) == len(panel.paper_steps), (name, panel.title, label)
+
+
+def test_list_describes_every_claim():
+    code, out, _ = reproduce_main("--list")
+    assert code == 0
+    for name in claims.names():
+        assert any(line.startswith(name) and claims.get(name).paper in line for line in out.splitlines()), out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--claim=nope"], "unknown claim 'nope'; registered claims are"),
+    ([], "--claim is required"),
+    (["--claim=maesn_fig6", "--seeds=1"], "--seeds must be >= 2"),
+    (["--claim=maesn_fig6", "--scale=huge"], "flag --scale=huge"),
+])
+def test_bad_input_is_one_error_line(args, message, tmp_path):
+    code, _, stderr = reproduce_main(*args, f"--out={tmp_path}")
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and message in errors[0], stderr
+
+
+def test_welch_and_paired_intervals_match_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 1.0, 5), rng.normal(0.0, 2.0, 7)
+    difference, low, high = claims.welch_interval(a, b)
+    va, vb = a.var(ddof=1) / 5, b.var(ddof=1) / 7
+    dof = (va + vb) ** 2 / (va**2 / 4 + vb**2 / 6)
+    half = stats.t.ppf(0.975, int(dof)) * np.sqrt(va + vb)  # degrees of freedom floored: conservative
+    np.testing.assert_allclose([difference, low, high], [a.mean() - b.mean(), a.mean() - b.mean() - half,
+                                                         a.mean() - b.mean() + half], rtol=1e-4)
+    mean, low, high = claims.paired_interval(a - 1.0)
+    ref = stats.t.interval(0.95, 4, loc=np.mean(a - 1.0), scale=stats.sem(a - 1.0))
+    np.testing.assert_allclose([low, high], ref, rtol=1e-4)
+
+
+def test_statistics_decide_against_the_best_rival_and_say_when_they_cannot():
+    curves = {"A": np.array([[0.0, 5.0], [0.0, 6.0], [0.0, 5.5]]),
+              "B": np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 1.5]]),
+              "C": np.array([[0.0, 3.0], [0.0, 4.0], [0.0, 3.5]])}
+    verdict = claims.Exceeds("A", ("B", "C")).decide(curves)
+    assert verdict.holds and verdict.difference == pytest.approx(2.0) and "best other method's (C)" in verdict.statement
+    assert not claims.Exceeds("B", ("A",)).decide(curves).holds
+    missing = claims.Exceeds("MAME", ("A",)).decide(curves)
+    assert missing.holds is None and "no runs of MAME" in missing.line("cpu")
+    improves = claims.Improves("B").decide(curves)
+    assert improves.holds and improves.difference == pytest.approx(1.5) and improves.num_seeds == 3
+    line = improves.line("cpu")
+    assert line.startswith("B's return after 1 test step exceeds its pre-update return: difference 1.5, 95 % CI [")
+    assert line.endswith("3 seeds; the claim holds at cpu scale")
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    """Every registered claim at smoke scale (two seeds, two iterations), twice: the second call must skip."""
+    out = tmp_path_factory.mktemp("repro")
+    first, second = {}, {}
+    for name in claims.names():
+        first[name] = reproduce.reproduce(claims.get(name), "smoke", None, str(out), quiet=True)
+    for name in claims.names():
+        second[name] = reproduce.reproduce(claims.get(name), "smoke", None, str(out), quiet=True)
+    return out, first, second
+
+
+@pytest.mark.parametrize("name", claims.names())
+def test_every_claim_at_smoke_scale_writes_runs_figures_json_table_and_verdicts(smoke_results, name):
+    out, first, second = smoke_results
+    result = first[name]
+    root = out / name / "smoke"
+    saved = json.loads((root / "result.json").read_text())
+    assert saved["claim"] == name and saved["seeds"] == 2 and saved["wall_seconds"] > 0
+    table = (root / "table.md").read_text()
+    for panel, scaled_panel in zip(result["panels"], claims.get(name).scale("smoke").panels):
+        assert len(panel["verdict_lines"]) == len(scaled_panel.statistics)
+        for line in panel["verdict_lines"]:
+            assert "at smoke scale" in line and line in table
+        for record, run in zip(panel["runs"], scaled_panel.runs):
+            logdir = record["logdir"]
+            assert json.loads(open(os.path.join(logdir, "config.json")).read())["num_seeds"] == 2
+            assert os.listdir(os.path.join(logdir, "checkpoints")) == [str(run.num_steps)]
+            curve = record["curve"]
+            assert np.shape(curve["per_seed"])[0] == 2 and curve["reward"] == (panel["protocol"]["reward"]
+                                                                              or curve["reward"])
+            assert record["status"] == ["trained", "evaluated"]
+            assert f"| {record['label']} |" in table
+        for path in panel["figures"]:
+            assert open(path, "rb").read()[:4] == b"\x89PNG", path
+        assert os.path.basename(panel["figures"][0]) == "compare.png"
+    for panel in second[name]["panels"]:  # a re-run skips what is finished
+        assert all(r["status"] == ["trained earlier", "evaluated earlier"] for r in panel["runs"])
+    assert second[name]["panels"][0]["verdict_lines"] == result["panels"][0]["verdict_lines"]
+
+
+def test_publish_splices_the_claim_block_and_keeps_hand_written_text(smoke_results, tmp_path, monkeypatch):
+    _, first, _ = smoke_results
+    doc = tmp_path / "reproductions.md"
+    doc.write_text("# Reproductions\n\nHand-written investigation.\n")
+    monkeypatch.setattr(reproduce, "DOC", str(doc))
+    monkeypatch.setattr(reproduce, "DOC_IMAGES", str(tmp_path / "images"))
+    result = first["maesn_fig6"]
+    reproduce.publish(result)
+    reproduce.publish(result)  # idempotent: one block
+    text = doc.read_text()
+    assert "Hand-written investigation." in text and text.count("BEGIN GENERATED: maesn_fig6:smoke") == 1
+    assert result["panels"][0]["verdict_lines"][0] in text
+    assert any(name.endswith("compare.png") for name in os.listdir(tmp_path / "images"))
