@@ -82,6 +82,11 @@ DEFAULT: dict[str, Any] = {
         dict(algo="mame", env="point_corner", tasks=8, episodes=10, horizon=100),
         # MAESN on the wheeled robot (MJX), reduced from the paper's 20 x 50 x 200.
         dict(algo="maesn", env="wheeled", tasks=4, episodes=10, horizon=50, preset="wheeled", iterations=1),
+        # The recurrent learners: RL² (garage: 10 trials of 4 episodes, GRU 64) on point navigation; TESP and
+        # AdaptSV on the 2-link reacher (MJX) with the supplement's networks, reduced from 20 x 25 x 200.
+        dict(algo="rl2", env="point_semicircle", tasks=10, episodes=4, horizon=20),
+        dict(algo="tesp", env="reacher2", tasks=4, episodes=8, horizon=50, preset="reacher2", iterations=1),
+        dict(algo="adapt_sv", env="reacher2", tasks=4, episodes=8, horizon=50, preset="reacher2", iterations=1),
     ],
     "seeds": dict(algo="trpo", env="point_corner", tasks=4, episodes=10, horizon=50, seed_counts=(1, 2, 4, 8),
                   iterations=2, repeats=3),
@@ -113,6 +118,9 @@ FULL: dict[str, Any] = {
         dict(algo="metasgd", env="point_corner", tasks=40, episodes=20, horizon=100),
         dict(algo="maesn", env="point_corner", tasks=20, episodes=50, horizon=100),
         dict(algo="trpo", env="point_corner", tasks=40, episodes=20, horizon=100),
+        dict(algo="tesp", env="reacher2", tasks=20, episodes=25, horizon=200, preset="reacher2"),
+        dict(algo="adapt_sv", env="reacher2", tasks=20, episodes=25, horizon=200, preset="reacher2"),
+        dict(algo="rl2", env="cheetah_vel", tasks=10, episodes=4, horizon=200),
     ],
     "seeds": dict(algo="maml", env="point_corner", tasks=40, episodes=20, horizon=100,
                   seed_counts=(1, 2, 4, 8, 16), iterations=3, repeats=5),

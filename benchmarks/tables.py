@@ -120,7 +120,8 @@ def training_table(records: list[dict]) -> str:
         low, high = r["seconds_per_iteration_spread"]
         rows.append([
             r["algo"], r["env"], f"{r['tasks']}×{r['episodes']}×{r['horizon']}", str(r["parallel_envs"]),
-            f"{r['optimizer']} {'x'.join(str(h) for h in r['hidden'])}",
+            f"{r['optimizer']} {'x'.join(str(h) for h in r['hidden'])}"
+            + (f" GRU {r['recurrent_units']}" if r.get("recurrent_units") else ""),
             _sig(r["seconds_per_iteration"]) + f" ({_sig(low)}–{_sig(high)})",
             _sig(r["meta_iterations_per_s"]), _num(r["train_env_steps_per_s"]),
             _num(r.get("physics_env_steps_per_s")), f"**{_sig(r.get('ratio_train_to_physics'))}**",

@@ -51,6 +51,12 @@ PAPER_BUDGETS: dict[tuple[str, str], dict[str, Any]] = {
                                "source": "MAME Fig. 3: 40 tasks x 20 episodes x 100 steps, 1001 iterations (ProMP's)"},
     ("mame", "cheetah_vel"): {"tasks": 40, "episodes": 20, "horizon": 200, "iterations": 1001,
                               "source": "MAME Fig. 2: 40 tasks x 20 episodes x 200 steps, 1001 iterations (ProMP's)"},
+    # TESP (llan-ml/tesp): 20 tasks x 25 episodes x 200 steps per batch (warm-up, 3 fast updates, post),
+    # the learning curves of Fig. 4 run to about 600 meta-updates.
+    ("tesp", "reacher2"): {"tasks": 20, "episodes": 25, "horizon": 200, "iterations": 600,
+                           "source": "TESP: 20 tasks x 25 episodes x 200 steps x 5 batches, ~600 meta-updates"},
+    ("adapt_sv", "reacher2"): {"tasks": 20, "episodes": 25, "horizon": 200, "iterations": 600,
+                               "source": "TESP's AdaptSV baseline, TESP's batches (4 batches, no warm-up)"},
 }
 
 
@@ -61,7 +67,14 @@ def _size_fields(algo_name: str) -> tuple[str, str]:
     """Config fields holding (tasks per iteration, episodes per task)."""
     if algo_name in ("vpg", "trpo", "ppo"):
         return "tasks_per_iteration", "episodes_per_task"
+    if algo_name in SEQUENTIAL_EPISODES:
+        return "meta_batch_size", "episodes_per_trial"
     return "meta_batch_size", "episodes_per_task"
+
+
+# Learners whose episodes of a task run one after another (RL²'s trials): ``tasks`` environments in
+# parallel, each for episodes × horizon steps; the physics comparison uses the same layout.
+SEQUENTIAL_EPISODES = ("rl2",)
 
 
 def build(algo_name: str, env_name: str, tasks: int, episodes: int, horizon: int, preset: str | None = None,
@@ -102,6 +115,8 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
 
     first_ts, first_metrics = compiled(ts)  # warm-up; step 0 -> 1, so time/env_steps = steps of one iteration
     steps_per_iteration = float(first_metrics["time/env_steps"])
+    sequential = algo_name in SEQUENTIAL_EPISODES
+    parallel_envs, physics_steps = (tasks, episodes * horizon) if sequential else (tasks * episodes, horizon)
 
     def run_iterations():
         state = first_ts
@@ -112,7 +127,6 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
     timing = time_call(run_iterations, repeats=repeats, warmup=0)
     seconds_per_iteration = timing["median_s"] / iterations
     train_sps = steps_per_iteration / seconds_per_iteration
-    parallel_envs = tasks * episodes
     cfg = algo.config
     record: dict[str, Any] = {
         "benchmark": "training",
@@ -123,8 +137,10 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
         "episodes": episodes,
         "horizon": horizon,
         "parallel_envs": parallel_envs,
-        "hidden": list(cfg.hidden_sizes),
-        "optimizer": cfg.optimizer,
+        "hidden": list(getattr(cfg, "hidden_sizes", ())),
+        # GRU units of RL²'s policy or TESP's encoder (their networks carry a ``gru``).
+        "recurrent_units": getattr(getattr(getattr(algo, "encoder", algo.policy), "gru", None), "hidden_size", None),
+        "optimizer": getattr(cfg, "optimizer", "ppo"),
         "iterations_timed": iterations,
         "repeats": repeats,
         "env_steps_per_iteration": steps_per_iteration,
@@ -143,11 +159,11 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
         "device": environment()["device"],
     }
     if physics_ratio:
-        physics = measure_physics_once(env_name, parallel_envs, horizon, repeats)
+        physics = measure_physics_once(env_name, parallel_envs, physics_steps, repeats)
         record["physics_env_steps_per_s"] = physics["steps_per_second"]
         record["physics_compile_s"] = physics["compile_s"]
         record["ratio_train_to_physics"] = train_sps / physics["steps_per_second"]
-    if policy_rollout:
+    if policy_rollout and not sequential:
         task_batch = family.sample_tasks(jax.random.key(1), tasks)
         latent_size = getattr(cfg, "latent_size", 0)
         if latent_size:
@@ -185,7 +201,7 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
         })
     budget = PAPER_BUDGETS.get((algo_name, env_name))
     if budget is not None:
-        rollouts_per_iteration = steps_per_iteration / (parallel_envs * horizon)
+        rollouts_per_iteration = steps_per_iteration / (tasks * episodes * horizon)
         paper_steps = budget["tasks"] * budget["episodes"] * budget["horizon"] * rollouts_per_iteration
         paper_seconds_per_iteration = paper_steps / train_sps
         record.update({

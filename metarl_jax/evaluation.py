@@ -94,7 +94,12 @@ def halving_step_sizes(lr: float, num_steps: int) -> jax.Array:
     return lr * 0.5 ** jnp.arange(num_steps)
 
 
-SCHEDULES = {"maml": maml_step_sizes, "halving": halving_step_sizes}
+def constant_step_sizes(lr: float, num_steps: int) -> jax.Array:
+    """The training step size at every test step (TESP's protocol: the fast updates of meta-training)."""
+    return jnp.full((num_steps,), lr)
+
+
+SCHEDULES = {"maml": maml_step_sizes, "halving": halving_step_sizes, "constant": constant_step_sizes}
 
 Sample = Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
 Update = Callable[[Any, Any, Any, jax.Array], Any]

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from metarl_jax.algos import ddpg, emaml, maesn, mame, maml, metasgd, policy_gradient, promp, sac, teacher_ddpg
+from metarl_jax.algos import (
+    ddpg,
+    emaml,
+    maesn,
+    mame,
+    maml,
+    metasgd,
+    policy_gradient,
+    promp,
+    rl2,
+    sac,
+    teacher_ddpg,
+    tesp,
+)
 from metarl_jax.algos.base import Algorithm, TrainState
 from metarl_jax.algos.config import AlgoConfig, get_preset
 
@@ -19,6 +32,11 @@ _REGISTRY: dict[str, tuple[type[Algorithm], Any]] = {
     "vpg": (policy_gradient.VPG, policy_gradient),
     "trpo": (policy_gradient.TRPO, policy_gradient),
     "ppo": (policy_gradient.PPO, policy_gradient),
+    # Recurrent meta-learners (issue 13).
+    "rl2": (rl2.RL2, rl2),
+    "tesp": (tesp.TESP, tesp),
+    "adapt_sv": (tesp.AdaptSV, tesp),
+    # Off-policy learners (issue 11).
     "ddpg": (ddpg.DDPG, ddpg),
     "sac": (sac.SAC, sac),
     "teacher_ddpg": (teacher_ddpg.TeacherDDPG, teacher_ddpg),
@@ -56,4 +74,4 @@ def make(name: str, family: Any, config: AlgoConfig | None = None, mesh: Any = N
 
 
 __all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "ddpg", "emaml", "maesn", "make", "maml", "mame",
-           "metasgd", "names", "policy_gradient", "preset", "presets", "promp", "sac", "teacher_ddpg"]
+           "metasgd", "names", "policy_gradient", "preset", "presets", "promp", "rl2", "sac", "teacher_ddpg", "tesp"]

@@ -68,6 +68,33 @@ def maesn_protocol(family: str) -> dict[str, Any]:
                 eval_schedule="halving")
 
 
+# TESP's comparison (Lan et al. 2019, Sec. 5 and supplement): MAML and Meta-SGD with TESP's batches and
+# outer loop: 20 tasks x 25 episodes, K = 3 first-order VPG fast updates at lr 0.001 (Meta-SGD: the
+# initial per-parameter rate), PPO clip 0.15 / Adam 3e-4 / 20 epochs, γ 0.99, λ 0.97, uncentred
+# advantages, the supplement's MLP (tanh), meta-test = the same 3 fast updates on 100 tasks of a split.
+# Not reproduced: the original clips the inner gradient to norm 60 and Meta-SGD's rates to ±0.1.
+TESP_FAMILIES = ("wheeled", "ant_goal", "reacher2", "reacher4")
+TESP_MLP = {"wheeled": (256, 256), "ant_goal": (512, 512), "reacher2": (256, 256), "reacher4": (512, 512)}
+
+
+def tesp_protocol(family: str) -> dict[str, Any]:
+    """Config fields for MAML or Meta-SGD as TESP's baselines on one of ``TESP_FAMILIES``."""
+    if family not in TESP_FAMILIES:
+        raise ValueError(f"tesp_protocol: family must be one of {list(TESP_FAMILIES)}, got {family!r}")
+    return dict(hidden_sizes=TESP_MLP[family], activation="tanh", meta_batch_size=20, episodes_per_task=25,
+                num_inner_steps=3, fast_lr=0.001, first_order=True, inner_estimator="vpg", optimizer="ppo",
+                learning_rate=3e-4, ppo_clip=0.15, ppo_epochs=20, gae_lambda=0.97, normalize_advantages=False,
+                eval_num_tasks=100, eval_episodes_per_task=25, eval_adaptation_steps=3, eval_schedule="constant")
+
+
+def check_train_task_sampling(config: Any) -> None:
+    """For learners that draw ``meta_batch_size`` of ``num_train_tasks`` fixed tasks without replacement."""
+    if config.meta_batch_size > config.num_train_tasks:
+        raise ValueError(
+            f"config field 'meta_batch_size' = {config.meta_batch_size} must be <= 'num_train_tasks' = "
+            f"{config.num_train_tasks} (tasks are sampled from the training set without replacement)")
+
+
 def make_policy(family: Any, config: PolicyGradientConfig, latent_size: int = 0) -> Policy:
     return make_gaussian_policy(
         family.observation_size,

@@ -114,10 +114,7 @@ class Config(common.PolicyGradientConfig):
     eval_lr: float | None = positive(None)
 
     def validate(self) -> None:
-        if self.meta_batch_size > self.num_train_tasks:
-            raise ValueError(
-                f"config field 'meta_batch_size' = {self.meta_batch_size} must be <= 'num_train_tasks' = "
-                f"{self.num_train_tasks} (tasks are sampled from the training set without replacement)")
+        common.check_train_task_sampling(self)
 
 
 @dataclasses.dataclass(frozen=True)

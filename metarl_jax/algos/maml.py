@@ -119,6 +119,10 @@ PRESETS: dict[str, Config] = {
     # Small and fast on a 2-core CPU (tests).
     "smoke": Config(hidden_sizes=(32, 32), meta_batch_size=8, episodes_per_task=8, fast_lr=0.5,
                     eval_num_tasks=8, eval_episodes_per_task=8, eval_adaptation_steps=2),
+    # TESP's baselines (Lan et al. 2019, Fig. 4): its families, networks and protocol (common.tesp_protocol);
+    # the reachers' only published MAML settings, so also their family presets.
+    **{f"tesp_{family}": Config(**common.tesp_protocol(family)) for family in common.TESP_FAMILIES},
+    **{family: Config(**common.tesp_protocol(family)) for family in ("reacher2", "reacher4")},
 }
 
 

@@ -1,6 +1,7 @@
 """Optimisers: the TRPO step (conjugate gradient, HVP, line search) and policy optimisers."""
 
 from metarl_jax.optim.policy_update import (
+    Minibatches,
     PolicyObjective,
     PolicyOptimizer,
     fisher_matrix,
@@ -14,6 +15,7 @@ from metarl_jax.optim.policy_update import (
 from metarl_jax.optim.trpo import TrpoInfo, conjugate_gradient, hessian_vector_product, trpo_step
 
 __all__ = [
+    "Minibatches",
     "PolicyObjective",
     "PolicyOptimizer",
     "TrpoInfo",
