@@ -25,10 +25,10 @@ demo: $(STAMP)
 	$(BIN)/python -m experiments.reproduce --claim=maesn_fig6 --scale=demo --out=$(DEMO_DIR) --quiet
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q -n 2 --durations=15
+	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist=loadfile --durations=15
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist=loadfile --durations=25
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -13,6 +13,7 @@ t-interval; the JSON also holds each seed's curve.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -60,14 +61,19 @@ def run(f: Any) -> int:
     from metarl_jax.io.plots import plot_adaptation_curves, plot_training_curves
 
     spec = launch.RunSpec.from_logdir(f.logdir)
+    fields = {field.name for field in dataclasses.fields(spec.config)}
     changes = {}
-    if f.reward is not None:
-        changes["eval_reward"] = f.reward
-    if f.num_tasks is not None:
-        changes["eval_num_tasks"] = f.num_tasks
-    if f.adaptation_steps is not None:
-        changes["eval_adaptation_steps"] = f.adaptation_steps
+    for flag, field, value in (("reward", "eval_reward", f.reward), ("num_tasks", "eval_num_tasks", f.num_tasks),
+                               ("adaptation_steps", "eval_adaptation_steps", f.adaptation_steps)):
+        if value is None:
+            continue
+        if field not in fields:  # the single-task learners (ddpg, sac, teacher_ddpg) neither adapt nor relabel
+            raise ValueError(f"--{flag}: {spec.algo}'s config has no field {field!r}; it evaluates its policy "
+                             f"as it is (its meta-test fields: {sorted(n for n in fields if n.startswith('eval_'))})")
+        changes[field] = value
     spec.config = spec.config.replace(**changes)
+    reward = getattr(spec.config, "eval_reward", "dense")  # single-task families have one (dense) reward
+    adaptation_steps = getattr(spec.config, "eval_adaptation_steps", 0)
     family, algo = spec.build()
     tasks = family.task_set(f.split, spec.config.eval_num_tasks)  # unknown split -> ValueError
     ts = launch.load_checkpoint(f.logdir, spec, algo)
@@ -80,22 +86,21 @@ def run(f: Any) -> int:
     step = int(jax.numpy.ravel(ts.step)[0])
     out_dir = os.path.join(f.logdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
-    result = {"algo": spec.algo, "env": spec.env, "split": f.split, "reward": spec.config.eval_reward,
-              "num_tasks": spec.config.eval_num_tasks, "adaptation_steps": spec.config.eval_adaptation_steps,
+    result = {"algo": spec.algo, "env": spec.env, "split": f.split, "reward": reward,
+              "num_tasks": spec.config.eval_num_tasks, "adaptation_steps": adaptation_steps,
               "seed": f.seed, "step": step, **curve}
     with open(os.path.join(out_dir, "adaptation_curve.json"), "w") as fh:
         json.dump(result, fh, indent=2)
     label = f"{spec.algo} ({spec.env}, step {step}" + (f", {spec.num_seeds} seeds)" if spec.num_seeds > 1 else ")")
     plot_adaptation_curves({label: curve}, os.path.join(out_dir, "adaptation_curve.png"),
-                           title=f"meta-test on {f.split} ({spec.config.eval_reward} reward)",
-                           ylabel=f"{spec.config.eval_reward} return")
+                           title=f"meta-test on {f.split} ({reward} reward)", ylabel=f"{reward} return")
     records = read_metrics(f.logdir) if os.path.exists(os.path.join(f.logdir, "metrics.jsonl")) else []
     if records:
         plot_training_curves(records, os.path.join(out_dir, "training_curves.png"), title=label)
 
     print(f"\n{label}: meta-training (dense return per episode)")
     print(training_table(records))
-    print(f"\nmeta-test on {jax.tree.leaves(tasks)[0].shape[0]} {f.split} tasks, {spec.config.eval_reward} reward"
+    print(f"\nmeta-test on {jax.tree.leaves(tasks)[0].shape[0]} {f.split} tasks, {reward} reward"
           + (f", mean over {spec.num_seeds} seeds" if spec.num_seeds > 1 else ""))
     print(curve_table(curve))
     print(f"\nwrote {out_dir}/adaptation_curve.json, adaptation_curve.png"

@@ -92,6 +92,7 @@ class Config(AlgoConfig):
     discount: float = unit_interval(0.99)
     gae_lambda: float = unit_interval(0.97)
     normalize_advantages: bool = False
+    baseline: str = one_of("linear", estimators.BASELINES)
     train_reward: str = one_of("dense", common.REWARD_KINDS)
     # Outer loop: PPO, full-batch Adam epochs.
     learning_rate: float = positive(3e-4)

@@ -20,16 +20,20 @@ class BraxFamily(TaskFamily):
 
     splits = ("train", "val")
 
-    def __init__(self, env: Any, episode_length: int = 1000, name: str | None = None):
+    def __init__(self, env: Any, episode_length: int = 1000, name: str | None = None,
+                 observation_size: int | None = None):
         if isinstance(episode_length, bool) or not isinstance(episode_length, int) or episode_length <= 0:
             raise ValueError(f"from_brax: episode_length must be a positive int, got {episode_length!r}")
         for attr in ("reset", "step", "observation_size", "action_size"):
-            if not hasattr(env, attr):
+            if attr not in dir(env):  # not hasattr: brax's observation_size property runs an eager reset
                 raise ValueError(f"from_brax: {type(env).__name__} is not a brax.envs.Env (it has no {attr!r})")
         self.env = env
         self.name = name or f"brax_{type(env).__name__.lower()}"
-        # brax's observation_size property runs a reset eagerly (slow for MJX); trace it instead.
-        self.observation_size = int(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).obs.shape[-1])
+        # brax's observation_size property runs a reset eagerly (slow for MJX); trace it instead (a few
+        # seconds for an MJX model: callers that know it, e.g. the control suite's cache, pass it).
+        if observation_size is None:
+            observation_size = int(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).obs.shape[-1])
+        self.observation_size = observation_size
         self.action_size = int(env.action_size)
         self.episode_length = episode_length
 

@@ -93,6 +93,10 @@ class Pendulum(MjxFamily):
         return reward, reward, jnp.zeros(()), info, metrics
 
 
+# Observation size per brax environment: tracing an MJX reset to find it takes seconds, once per process.
+_OBSERVATION_SIZES: dict[str, int] = {}
+
+
 class BraxControlFamily(BraxFamily):
     """A brax MJX environment as a single-task family, with MJX speed settings."""
 
@@ -109,7 +113,9 @@ class BraxControlFamily(BraxFamily):
             )
             env.sys.mj_model.opt.iterations = MAX_SOLVER_ITERATIONS
             env.sys.mj_model.opt.ls_iterations = FAST_LS_ITERATIONS
-        super().__init__(env, episode_length=episode_length, name=type(self).name)
+        super().__init__(env, episode_length=episode_length, name=type(self).name,
+                         observation_size=_OBSERVATION_SIZES.get(self.brax_name))
+        _OBSERVATION_SIZES[self.brax_name] = self.observation_size
         self.mj_model = env.sys.mj_model
 
 
