@@ -246,7 +246,7 @@ def test_structured_noise_ablation(runs, tmp_path):
 
 def test_unknown_figure_and_missing_flags(tmp_path):
     code, stderr = figures_main("nope", f"--out={tmp_path}")
-    assert code == 2 and "expected one figure of ['ablation', 'compare', 'latents', 'trajectories']" in stderr
+    assert code == 2 and "expected one figure of ['ablation', 'compare', 'latents', 'learning', 'trajectories']" in stderr
     code, stderr = figures_main("compare", f"--out={tmp_path}")
     assert code == 2 and "--logdirs is required" in stderr
     code, stderr = figures_main("compare", "--logdirs=a,b", "--labels=x", f"--out={tmp_path}")
@@ -254,3 +254,5 @@ def test_unknown_figure_and_missing_flags(tmp_path):
     code, stderr = figures_main("latents", f"--logdirs={tmp_path / 'nothing'}", f"--out={tmp_path}")
     assert code == 2 and f"{tmp_path / 'nothing'} has no config.json" in stderr
     assert not os.path.exists(tmp_path / "latents.png")
+    code, stderr = figures_main("learning", f"--logdirs={tmp_path / 'nothing'}", f"--out={tmp_path}")
+    assert code == 2 and f"{tmp_path / 'nothing'} has no config.json" in stderr
