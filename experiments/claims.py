@@ -145,7 +145,7 @@ class Exceeds:
         rivals = " and ".join(self.others) if len(self.others) <= 2 else "the best of " + ", ".join(self.others)
         if self.method not in curves or not present:
             missing = [m for m in (self.method, *self.others) if m not in curves]
-            return Verdict(f"{self.method}'s {self.what} exceeds {rivals}'", None,
+            return Verdict(f"{self.method}'s {self.what} exceeds that of {rivals}", None,
                            reason=f"no runs of {', '.join(missing)}")
         mine = curves[self.method][:, self.step]
         best = max(present, key=lambda o: curves[o][:, self.step].mean())

@@ -407,8 +407,12 @@ def learning(f: Any) -> list[str]:
                        "mean": [r["eval/return_step0"] for r in rows],
                        "low": [r["eval/return_step0_ci95_low"] for r in rows] if band else None,
                        "high": [r["eval/return_step0_ci95_high"] for r in rows] if band else None})
+    from metarl_jax.io.checkpoints import read_run_config
+
+    envs = sorted({read_run_config(c["logdir"])["env"] for c in curves})
     paths = _write(f.out, "learning", {"curves": curves})
-    plot_learning_curves(curves, paths[0], title="return during training (95 % interval over seeds)")
+    title = f"{', '.join(envs)}: return during training (95 % interval over seeds)"
+    plot_learning_curves(curves, paths[0], title=title)
     return paths
 
 

@@ -307,12 +307,11 @@ def _xu_panel(env: str, env_steps: int, evaluations: int, overrides: tuple[str, 
                  paper={"Meta": (meta,), "DDPG": (ddpg,)}, paper_steps=(0,), equal_env_steps=True)
 
 
-# Smoke: the smoke configs on a 5-step pendulum, 80 env steps each in 2 epochs (DDPG: 2 cycles x 20; the
-# teacher: 1 cycle of 10 exploration steps + 2 x 15 evaluation steps).
-XU_SMOKE_DDPG = Run("DDPG", "ddpg", "pendulum", 2, "smoke", (), ("episode_length=5",),
-                    log_every=1, eval_every=1)
-XU_SMOKE_META = Run("Meta", "teacher_ddpg", "pendulum", 2, "smoke", ("epoch_cycles=1", "rollout_steps=15"),
-                    ("episode_length=5",), log_every=1, eval_every=1)
+# Smoke (pipeline only): the smoke configs on the pure-JAX point (no MJX compile), 80 env steps each in 2
+# epochs (DDPG: 2 cycles x 20; the teacher: 1 cycle of 10 exploration steps + 2 x 15 evaluation steps).
+XU_SMOKE_DDPG = Run("DDPG", "ddpg", "point_corner", 2, "smoke", (), SMOKE_POINT, log_every=1, eval_every=1)
+XU_SMOKE_META = Run("Meta", "teacher_ddpg", "point_corner", 2, "smoke", ("epoch_cycles=1", "rollout_steps=15"),
+                    SMOKE_POINT, log_every=1, eval_every=1)
 
 register(Claim(
     name="xu_table2",
@@ -320,7 +319,7 @@ register(Claim(
     figure="Table 2 (curves: Fig. 3)",
     description="a learned exploration teacher (either form) gives DDPG a higher return at equal env steps",
     scales={
-        "smoke": Scaled((Panel("pendulum (smoke)", (XU_SMOKE_DDPG, XU_SMOKE_META), XU_STATISTICS,
+        "smoke": Scaled((Panel("point_corner (smoke)", (XU_SMOKE_DDPG, XU_SMOKE_META), XU_STATISTICS,
                                equal_env_steps=True),), seeds=2,
                         notes="Pipeline check only (DDPG and the independent teacher)."),
         "cpu": Scaled((_xu_panel("pendulum", 40_000, 10), _xu_panel("inverted_pendulum", 100_000, 5)),

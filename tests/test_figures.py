@@ -246,7 +246,8 @@ def test_structured_noise_ablation(runs, tmp_path):
 
 def test_unknown_figure_and_missing_flags(tmp_path):
     code, stderr = figures_main("nope", f"--out={tmp_path}")
-    assert code == 2 and "expected one figure of ['ablation', 'compare', 'latents', 'learning', 'trajectories']" in stderr
+    figures = "['ablation', 'compare', 'latents', 'learning', 'trajectories']"
+    assert code == 2 and f"expected one figure of {figures}" in stderr
     code, stderr = figures_main("compare", f"--out={tmp_path}")
     assert code == 2 and "--logdirs is required" in stderr
     code, stderr = figures_main("compare", "--logdirs=a,b", "--labels=x", f"--out={tmp_path}")
