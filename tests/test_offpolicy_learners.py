@@ -181,3 +181,37 @@ def test_teacher_gradient_is_eq5_in_closed_form(toy):
     np.testing.assert_allclose(np.asarray(mean_bias_grad), -meta_reward * np.sum((raw - mean) / var, 0), rtol=1e-4)
     np.testing.assert_allclose(np.asarray(log_std_bias_grad), -meta_reward * np.sum((raw - mean) ** 2 / var - 1, 0),
                                rtol=1e-4)
+
+
+def test_teacher_seeds_are_independent_and_each_collects_as_its_single_run(toy):
+    """N seeds of Xu et al.'s teacher in one program against their single runs.
+
+    The teacher's iteration chains three Adam steps (π′ on D0, the teacher on the meta reward measured by
+    π′'s rollouts, the student on a buffer holding those rollouts), so no equality tolerance for its final
+    parameters follows from the problem's conditioning. What does follow: (1) a seed's row of the N-seed
+    program depends on its own inputs only, so it is bit-identical when another seed's key changes (the
+    same executable on the same row inputs; a reduction over the seed axis would break it); (2) what the
+    row computes before the first Adam step, D0 collected by the initial teacher and the rng stream, equals
+    the single-seed program's to INPUT_RTOL (float64; tests/equivalence.py); (3) other seeds differ.
+    """
+    from tests import equivalence as eq
+
+    with jax.enable_x64(True):
+        algo = make("teacher_ddpg", toy, epoch_cycles=1, exploration_steps=10, exercise_steps=1, train_steps=1)
+        seed_keys = lambda *seeds: jax.vmap(jax.random.key)(jnp.asarray(seeds))  # noqa: E731
+        first, _ = algo.train_seeds(algo.init_seeds(seed_keys(3, 4)), 1)
+        other, _ = algo.train_seeds(algo.init_seeds(seed_keys(3, 5)), 1)
+        single, _ = algo.train(algo.init(jax.random.key(3)), 1)
+        assert algo.trace_count <= 2  # the seed program and the single-seed program, each traced once
+    row = lambda tree, k: jax.tree.map(lambda x: np.asarray(x)[k], tree)  # noqa: E731
+    for a, b in zip(jax.tree.leaves(row(first, 0)), jax.tree.leaves(row(other, 0)), strict=True):
+        np.testing.assert_array_equal(a, b)  # (1): seed 3's row ignores the other seed
+    assert not np.allclose(np.asarray(first.params["actor"]["params"]["MLP_0"]["Dense_0"]["kernel"])[1],
+                           np.asarray(other.params["actor"]["params"]["MLP_0"]["Dense_0"]["kernel"])[1])  # (3)
+    np.testing.assert_array_equal(np.asarray(jax.random.key_data(row(first, 0).rng)),
+                                  np.asarray(jax.random.key_data(single.rng)))  # (2): the rng stream
+    d0 = algo.config.exploration_steps  # the buffer's first entries: D0, stored before D1 (line 9)
+    stacked_d0 = jax.tree.map(lambda x: np.asarray(x)[0, :d0], first.extras["experience"].buffer.experience)
+    single_d0 = jax.tree.map(lambda x: np.asarray(x)[:d0], single.extras["experience"].buffer.experience)
+    eq.assert_close(single_d0, stacked_d0, eq.INPUT_RTOL, "D0, collected before any Adam step")
+    assert np.abs(np.asarray(single_d0.obs)).sum() > 0  # a real collection, not an empty buffer
