@@ -198,6 +198,20 @@ def panel_table(panel: claims.Panel, records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+FIGURES_DRAWN = "figures_drawn.json"  # per panel: each figure's experiments.figures command
+
+
+def _figure_is_current(path: str, argv: list[str], drawn: dict[str, Any], records: list[dict[str, Any]]) -> bool:
+    """Drawn by the same command, after every run's meta-test file, and no run changed in this call."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    if drawn.get(name) != argv or not os.path.exists(path):
+        return False
+    if any(r["status"] != ["trained earlier", "evaluated earlier"] for r in records):
+        return False
+    newest_input = max(os.path.getmtime(os.path.join(r["logdir"], "eval", "adaptation_curve.json")) for r in records)
+    return os.path.getmtime(path) >= newest_input
+
+
 def draw_figures(claim: claims.Claim, panel: claims.Panel, records: list[dict[str, Any]], panel_dir: str,
                  quiet: bool) -> list[str]:
     """The comparison figure (experiments.figures compare) and the claim's extra figures."""
@@ -206,6 +220,7 @@ def draw_figures(claim: claims.Claim, panel: claims.Panel, records: list[dict[st
     logdirs = ",".join(r["logdir"] for r in records)
     labels = ",".join(r["label"] for r in records)
     paths = []
+    drawn = _read_json(os.path.join(panel_dir, FIGURES_DRAWN)) or {}
     wanted = [("compare", ())] + [(name, labels_) for name, labels_ in claim.figures]
     for name, only in wanted:
         chosen = [r for r in records if not only or r["label"] in only]
@@ -216,10 +231,15 @@ def draw_figures(claim: claims.Claim, panel: claims.Panel, records: list[dict[st
                 f"--split={panel.protocol.split}"]
         if name == "trajectories":
             argv.append("--random")
-        code, stderr = _launcher(figures.cli, argv, quiet)
-        if code != 0:
-            raise ValueError(f"figure {name} of {logdirs} ({labels}) failed: {stderr.strip().splitlines()[-1:]}")
-        paths.append(os.path.join(panel_dir, f"{name}.png"))
+        path = os.path.join(panel_dir, f"{name}.png")
+        if not _figure_is_current(path, argv, drawn, chosen):  # a re-run that changed nothing redraws nothing
+            code, stderr = _launcher(figures.cli, argv, quiet)
+            if code != 0:
+                raise ValueError(f"figure {name} of {logdirs} ({labels}) failed: {stderr.strip().splitlines()[-1:]}")
+            drawn[name] = argv
+            with open(os.path.join(panel_dir, FIGURES_DRAWN), "w") as f:
+                json.dump(drawn, f, indent=1)
+        paths.append(path)
     return paths
 
 

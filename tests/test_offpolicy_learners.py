@@ -183,6 +183,7 @@ def test_teacher_gradient_is_eq5_in_closed_form(toy):
                                rtol=1e-4)
 
 
+@pytest.mark.slow  # two compiles of the teacher's iteration: about a minute on 2 cores
 def test_teacher_seeds_are_independent_and_each_collects_as_its_single_run(toy):
     """N seeds of Xu et al.'s teacher in one program against their single runs.
 

@@ -96,14 +96,17 @@ def smoke_results(tmp_path_factory):
     first, second = {}, {}
     for name in claims.names():
         first[name] = reproduce.reproduce(claims.get(name), "smoke", None, str(out), quiet=True)
+    drawn = {path: os.path.getmtime(path) for result in first.values() for panel in result["panels"]
+             for path in panel["figures"]}
     for name in claims.names():
         second[name] = reproduce.reproduce(claims.get(name), "smoke", None, str(out), quiet=True)
-    return out, first, second
+    redrawn = [path for path, mtime in drawn.items() if os.path.getmtime(path) != mtime]
+    return out, first, second, redrawn
 
 
 @pytest.mark.parametrize("name", claims.names())
 def test_every_claim_at_smoke_scale_writes_runs_figures_json_table_and_verdicts(smoke_results, name):
-    out, first, second = smoke_results
+    out, first, second, redrawn = smoke_results
     result = first[name]
     root = out / name / "smoke"
     saved = json.loads((root / "result.json").read_text())
@@ -125,13 +128,14 @@ def test_every_claim_at_smoke_scale_writes_runs_figures_json_table_and_verdicts(
         for path in panel["figures"]:
             assert open(path, "rb").read()[:4] == b"\x89PNG", path
         assert os.path.basename(panel["figures"][0]) == "compare.png"
-    for panel in second[name]["panels"]:  # a re-run skips what is finished
+    for panel in second[name]["panels"]:  # a re-run skips what is finished, figures included
         assert all(r["status"] == ["trained earlier", "evaluated earlier"] for r in panel["runs"])
+        assert not [path for path in panel["figures"] if path in redrawn]
     assert second[name]["panels"][0]["verdict_lines"] == result["panels"][0]["verdict_lines"]
 
 
 def test_publish_splices_the_claim_block_and_keeps_hand_written_text(smoke_results, tmp_path, monkeypatch):
-    _, first, _ = smoke_results
+    _, first, _, _ = smoke_results
     doc = tmp_path / "reproductions.md"
     doc.write_text("# Reproductions\n\nHand-written investigation.\n")
     monkeypatch.setattr(reproduce, "DOC", str(doc))
@@ -147,7 +151,7 @@ def test_publish_splices_the_claim_block_and_keeps_hand_written_text(smoke_resul
 
 def test_sample_efficiency_panels_are_decided_only_at_equal_env_steps(smoke_results):
     """Xu et al.'s panel counts every env step of both learners; unequal counts decide nothing."""
-    _, first, _ = smoke_results
+    _, first, _, _ = smoke_results
     panel = first["xu_table2"]["panels"][0]
     assert [r["env_steps"] for r in panel["runs"]] == [80.0, 80.0]  # DDPG 2 x 2 x 20; the teacher 2 x (10 + 2 x 15)
     assert "env steps" in panel["table"].splitlines()[0]
