@@ -73,7 +73,6 @@ def run(f: Any) -> int:
         changes[field] = value
     spec.config = spec.config.replace(**changes)
     reward = getattr(spec.config, "eval_reward", "dense")  # single-task families have one (dense) reward
-    adaptation_steps = getattr(spec.config, "eval_adaptation_steps", 0)
     family, algo = spec.build()
     tasks = family.task_set(f.split, spec.config.eval_num_tasks)  # unknown split -> ValueError
     ts = launch.load_checkpoint(f.logdir, spec, algo)
@@ -87,7 +86,7 @@ def run(f: Any) -> int:
     out_dir = os.path.join(f.logdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     result = {"algo": spec.algo, "env": spec.env, "split": f.split, "reward": reward,
-              "num_tasks": spec.config.eval_num_tasks, "adaptation_steps": adaptation_steps,
+              "num_tasks": spec.config.eval_num_tasks, "adaptation_steps": len(curve["mean"]) - 1,  # K: the curve's
               "seed": f.seed, "step": step, **curve}
     with open(os.path.join(out_dir, "adaptation_curve.json"), "w") as fh:
         json.dump(result, fh, indent=2)

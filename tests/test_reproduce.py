@@ -183,3 +183,16 @@ def test_xu_budgets_are_whole_epochs_of_the_learners_presets():
             budget = ddpg_run.num_steps * ddpg.epoch_cycles * ddpg.rollout_steps
             assert meta_run.num_steps * cycles * per_cycle == budget, panel.title
             assert variance_run.overrides == (*meta_run.overrides, "teacher=variance")
+
+
+def test_evaluate_of_a_single_task_learner_refuses_meta_test_flags(smoke_results):
+    """DDPG's config has no eval_reward / eval_adaptation_steps: a clear error, before anything is built."""
+    from experiments import evaluate
+
+    _, first, _, _ = smoke_results
+    ddpg = first["xu_table2"]["panels"][0]["runs"][0]
+    assert ddpg["curve"]["adaptation_steps"] == 0 and ddpg["curve"]["reward"] == "dense"
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = evaluate.cli(["evaluate", f"--logdir={ddpg['logdir']}", "--reward=sparse"])
+    assert code == 2 and "--reward: ddpg's config has no field 'eval_reward'" in stderr.getvalue()
