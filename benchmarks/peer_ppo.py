@@ -187,24 +187,32 @@ def compare(env: str, num_envs: int, unroll: int, iterations: int, epochs: int =
             "status": attempt["status"],
             "device": ours["device"],
         }
-        if attempt["status"] == "ok":
-            trained = [p for p in attempt["progress"] if "training/sps" in p]
-            evals = [p for p in attempt["progress"] if "eval/episode_reward" in p]
-            if trained:
-                # The last epoch's training/sps excludes compilation. With the shim the SECOND epoch
-                # compiles again (its inputs now carry pmap's output sharding), hence >= 3 epochs.
-                record["train_env_steps_per_s"] = trained[-1]["training/sps"]
-                record["training_sps_per_epoch"] = [p["training/sps"] for p in trained]
-                record["ratio_to_ours"] = trained[-1]["training/sps"] / ours["train_env_steps_per_s"]
-            if evals:
-                record["first_return"] = evals[0]["eval/episode_reward"]
-                record["final_return"] = evals[-1]["eval/episode_reward"]
-                record["budget_env_steps"] = evals[-1]["step"]
-            record["budget_wall_s"] = attempt["wall_s"]  # includes brax's compilation and evaluations
-        else:
-            record.update({k: attempt.get(k, "") for k in ("exception_type", "exception_message", "where")})
+        record.update(brax_attempt_figures(attempt, ours))
         records.append(record)
     return records
+
+
+def brax_attempt_figures(attempt: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    """A brax training attempt's figures from its progress log (or its error), beside ``ours``.
+
+    The last epoch's training/sps excludes compilation (with the PPO shim the SECOND epoch compiles
+    again, its inputs now carrying pmap's output sharding, hence >= 3 epochs there).
+    """
+    if attempt["status"] != "ok":
+        return {k: attempt.get(k, "") for k in ("exception_type", "exception_message", "where")}
+    out: dict[str, Any] = {}
+    trained = [p for p in attempt["progress"] if "training/sps" in p]
+    evals = [p for p in attempt["progress"] if "eval/episode_reward" in p]
+    if trained:
+        out["train_env_steps_per_s"] = trained[-1]["training/sps"]
+        out["training_sps_per_epoch"] = [p["training/sps"] for p in trained]
+        out["ratio_to_ours"] = trained[-1]["training/sps"] / ours["train_env_steps_per_s"]
+    if evals:
+        out["first_return"] = evals[0]["eval/episode_reward"]
+        out["final_return"] = evals[-1]["eval/episode_reward"]
+        out["budget_env_steps"] = evals[-1]["step"]
+    out["budget_wall_s"] = attempt["wall_s"]  # includes brax's compilation and evaluations
+    return out
 
 
 def main(argv: list[str] | None = None) -> list[dict] | None:

@@ -133,20 +133,7 @@ def compare(env: str, num_envs: int, episode_length: int, env_steps: int, epochs
             "env": brax_env, "parallel_envs": num_envs, "episode_length": episode_length, "hidden": list(HIDDEN),
             "batch_size": BATCH, "status": attempt["status"], "device": ours["device"],
         }
-        if attempt["status"] == "ok":
-            trained = [p for p in attempt["progress"] if "training/sps" in p]
-            evals = [p for p in attempt["progress"] if "eval/episode_reward" in p]
-            if trained:
-                record["train_env_steps_per_s"] = trained[-1]["training/sps"]
-                record["training_sps_per_epoch"] = [p["training/sps"] for p in trained]
-                record["ratio_to_ours"] = trained[-1]["training/sps"] / ours["train_env_steps_per_s"]
-            if evals:
-                record["first_return"] = evals[0]["eval/episode_reward"]
-                record["final_return"] = evals[-1]["eval/episode_reward"]
-                record["budget_env_steps"] = evals[-1]["step"]
-            record["budget_wall_s"] = attempt["wall_s"]  # includes brax's compilation and evaluations
-        else:
-            record.update({k: attempt.get(k, "") for k in ("exception_type", "exception_message", "where")})
+        record.update(peer_ppo.brax_attempt_figures(attempt, ours))
         records.append(record)
     return records
 
