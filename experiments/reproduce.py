@@ -17,7 +17,9 @@ For every panel of the claim (``experiments/paper_claims.py``) each method is tr
 
 and prints the verdict lines ("... exceeds ...: difference d, 95 % CI [lo, hi], n seeds; the claim
 holds / does not hold at cpu scale"). A re-run resumes: finished runs and evaluations are skipped,
-unfinished runs continue from their checkpoints. ``--publish`` copies the figures to
+unfinished runs continue from their checkpoints, and a figure is redrawn only when its command or one
+of its runs changed (``<panel>/figures_drawn.json``; delete it to redraw after changing the figure
+code). ``--publish`` copies the figures to
 ``docs/images/reproductions/`` and writes the claim's generated block into ``docs/reproductions.md``
 (hand-written text outside the block is kept).
 """
