@@ -329,10 +329,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mode": mode,
         "command": " ".join(["python -m benchmarks.run", *argv]),
         "wall_s": time.perf_counter() - start,
+        "only": list(only) if only else None,
         "results": results,
     }
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, result_name(env, mode))
+    name = result_name(env, mode)
+    if only:  # a partial run never overwrites a full run's file of the same day
+        name = name.replace(".json", "-" + "-".join(sorted(only)) + ".json")
+    path = os.path.join(args.out, name)
     with open(path, "w") as f:
         json.dump(data, f, indent=2)
     if results_md:

@@ -222,6 +222,12 @@ def peer_sac_table(records: list[dict]) -> str:
                    "status"], rows, "lllrrrrrrll")
 
 
+# The measurement each section is rendered from.
+SECTION_SOURCES = {"summary": None, "physics": "physics", "model_batching": "physics", "training": "training",
+                   "budget": "training", "seeds": "seeds", "peer_ppo": "peer_ppo", "multi_device": "multi_device",
+                   "offpolicy": "offpolicy", "peer_sac": "peer_sac"}
+
+
 def render(data: dict[str, Any]) -> dict[str, str]:
     """Every section's generated block (header line + table)."""
     by_kind: dict[str, list[dict]] = {}
@@ -240,7 +246,14 @@ def render(data: dict[str, Any]) -> dict[str, str]:
         "offpolicy": offpolicy_table(by_kind.get("offpolicy", [])),
         "peer_sac": peer_sac_table(by_kind.get("peer_sac", [])),
     }
-    return {name: f"{head}\n\n{bodies[name]}" for name in SECTIONS}
+    # A partial run (``--only``) renders the sections it measured and leaves the others, and the summary
+    # of the last full run, as they are.
+    measured = set(by_kind)
+    if data.get("only"):
+        wanted = [name for name in SECTIONS if name != "summary" and SECTION_SOURCES[name] in measured]
+    else:
+        wanted = list(SECTIONS)
+    return {name: f"{head}\n\n{bodies[name]}" for name in wanted}
 
 
 def splice(text: str, blocks: dict[str, str]) -> str:
