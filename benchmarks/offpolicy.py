@@ -27,7 +27,7 @@ from typing import Any
 import jax
 
 from benchmarks.physics import measure_physics_once
-from benchmarks.timing import compile_program, environment, peak_memory, program_memory, time_call
+from benchmarks.timing import compile_program, environment, peak_memory, program_memory, time_iterations
 from metarl_jax import algos, envs
 
 _COMPILED: dict[tuple, tuple] = {}
@@ -59,14 +59,7 @@ def measure_offpolicy(algo_name: str, env_name: str, overrides: dict[str, Any] |
     env_steps = float(first["time/env_steps"]) - float(ts.extras["experience"].env_steps)
     gradient_steps = float(first["time/gradient_steps"])
 
-    def run_iterations():
-        state = first_ts
-        for _ in range(iterations):
-            state, _ = compiled(state)
-        return state
-
-    timing = time_call(run_iterations, repeats=repeats, warmup=0)
-    seconds = timing["median_s"] / iterations
+    timing, seconds = time_iterations(compiled, first_ts, iterations, repeats)
     record: dict[str, Any] = {
         "benchmark": "offpolicy",
         "algo": algo_name,

@@ -50,6 +50,22 @@ def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict[
     return summarize(times)
 
 
+def time_iterations(step: Callable[[Any], tuple[Any, Any]], state: Any, iterations: int, repeats: int
+                    ) -> tuple[dict[str, float], float]:
+    """Times ``iterations`` consecutive calls of a compiled ``step`` from ``state`` (already warm):
+    the timing summary and the median seconds per iteration. The loop is the benchmark's host loop
+    over separate program calls, as a launcher runs them, not a loop inside a program."""
+
+    def run_iterations():
+        current = state
+        for _ in range(iterations):
+            current, _ = step(current)
+        return current
+
+    timing = time_call(run_iterations, repeats=repeats, warmup=0)
+    return timing, timing["median_s"] / iterations
+
+
 def time_compile(lowered: Any) -> float:
     """Seconds for XLA to compile an already-lowered program (``.lower(...)``)."""
     start = time.perf_counter()

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.physics import measure_physics_once
-from benchmarks.timing import compile_program, environment, peak_memory, program_memory, time_call
+from benchmarks.timing import compile_program, environment, peak_memory, program_memory, time_call, time_iterations
 from metarl_jax import algos, envs
 from metarl_jax.rollout import rollout_tasks
 
@@ -118,14 +118,7 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
     sequential = algo_name in SEQUENTIAL_EPISODES
     parallel_envs, physics_steps = (tasks, episodes * horizon) if sequential else (tasks * episodes, horizon)
 
-    def run_iterations():
-        state = first_ts
-        for _ in range(iterations):
-            state, _ = compiled(state)
-        return state
-
-    timing = time_call(run_iterations, repeats=repeats, warmup=0)
-    seconds_per_iteration = timing["median_s"] / iterations
+    timing, seconds_per_iteration = time_iterations(compiled, first_ts, iterations, repeats)
     train_sps = steps_per_iteration / seconds_per_iteration
     cfg = algo.config
     record: dict[str, Any] = {

@@ -48,7 +48,8 @@ class PlanarBase(MjxFamily):
         return velocity
 
     def _healthy(self, data: mjx.Data) -> jax.Array:
-        raise NotImplementedError
+        """Whether the body is still up (gym's healthy range); each body defines its own (Hopper, Walker2d)."""
+        raise NotImplementedError(f"{type(self).__name__} must define _healthy (gym's healthy range of its body)")
 
     def _rewards(self, data_before, data, action, task):
         action = jnp.clip(action, self.ctrl_low, self.ctrl_high)
