@@ -8,7 +8,7 @@ the papers' settings (``../shared/reference/hyperparameters.md``), for a GPU.
 
 from __future__ import annotations
 
-from experiments.claims import Claim, Exceeds, Improves, Panel, Protocol, Run, Scaled, register
+from experiments.claims import Claim, Exceeds, Improves, Panel, Protocol, Run, Scaled, SmallerGap, register
 
 # Tiny runs for the smoke scale (pipeline only): 2-task meta-batches of 2 episodes on a short horizon.
 SMOKE = ("hidden_sizes=8", "meta_batch_size=2", "episodes_per_task=2", "eval_num_tasks=2",
@@ -333,6 +333,72 @@ register(Claim(
         "paper": Scaled(tuple(_xu_panel(env, budget, 10)
                               for env, budget in XU_BUDGETS.items()),
                         notes="Every Table 2 environment at the paper's budget (Sec. 5.1), 5 seeds (paper: 3)."),
+    },
+    figures=(("learning", ()),),
+))
+
+
+# ---- TESP (Lan et al. 2019), Fig. 4: the return after 3 fast updates on D, D′ and D″ ------------------------
+
+TESP_SPLITS = ("train", "val", "ood")  # D (the training tasks), D′ (held out, same disk), D″ (the annulus)
+
+
+def _tesp_runs(family: str, num_steps: int, eval_every: int, overrides: tuple[str, ...] = (),
+               env_kwargs: tuple[str, ...] = (), splits: tuple[str, ...] = TESP_SPLITS,
+               tesp_overrides: tuple[str, ...] = ()) -> tuple[Run, ...]:
+    """TESP, AdaptSV, MAML and Meta-SGD on ``family`` with TESP's protocol (the presets: supplement Table 1
+    for TESP / AdaptSV, ``common.tesp_protocol`` for MAML / Meta-SGD), evaluated on every split every
+    ``eval_every`` meta-updates (Fig. 4's curves); ``tesp_overrides`` go to TESP only (its GRU)."""
+    runs = (("TESP", "tesp", family, overrides + tesp_overrides), ("AdaptSV", "adapt_sv", family, overrides),
+            ("MAML", "maml", f"tesp_{family}", overrides), ("Meta-SGD", "metasgd", f"tesp_{family}", overrides))
+    return tuple(Run(label, algo, family, num_steps, preset, run_overrides, env_kwargs, log_every=eval_every,
+                     eval_every=eval_every, eval_splits=splits)
+                 for label, algo, preset, run_overrides in runs)
+
+
+def _tesp_statistics(far: str = "ood") -> tuple:
+    baselines = ("AdaptSV", "MAML", "Meta-SGD")
+    return (Exceeds(f"TESP@{far}", tuple(f"{b}@{far}" for b in baselines), what=f"{far} return"),
+            SmallerGap("TESP", baselines, near="train", far=far))
+
+
+# CPU scale: the 2-link reacher at a quarter of the horizon, half the tasks and episodes, networks of 64.
+TESP_CPU_ENV = ("episode_length=50",)
+TESP_CPU = ("hidden_sizes=64,64", "meta_batch_size=10", "episodes_per_task=10", "ppo_epochs=10",
+            "eval_num_tasks=20", "eval_episodes_per_task=10")
+TESP_CPU_RECURRENT = ("gru_size=64",)
+
+register(Claim(
+    name="tesp_fig4",
+    paper="TESP (Lan et al. 2019)",
+    figure="Fig. 4",
+    description="TESP generalises to out-of-distribution tasks (D″) better than MAML, Meta-SGD and AdaptSV, "
+                "with a smaller train – D″ gap",
+    scales={
+        # Pipeline check on the pure-JAX point (no MJX compile; it has no D″, so D′ stands in for it).
+        "smoke": Scaled((Panel("point_semicircle (smoke)", tuple(
+            Run(label, algo, "point_semicircle", 2, "smoke", overrides, SMOKE_POINT, log_every=1, eval_every=1,
+                eval_splits=("train", "val"))
+            for label, algo, overrides in (
+                ("TESP", "tesp", ("meta_batch_size=2", "episodes_per_task=2", "num_inner_steps=1",
+                                  "eval_num_tasks=2", "eval_episodes_per_task=2", "eval_adaptation_steps=1")),
+                ("MAML", "maml", SMOKE))),
+            _tesp_statistics(far="val"), splits=("train", "val")),), seeds=2,
+            notes="Pipeline check only (TESP and MAML; D′ stands in for D″)."),
+        "cpu": Scaled((Panel("reacher2, after 3 fast updates", _tesp_runs(
+            "reacher2", 60, 15, TESP_CPU, TESP_CPU_ENV, tesp_overrides=TESP_CPU_RECURRENT),
+            _tesp_statistics(), splits=TESP_SPLITS),),
+            notes=("Scaled down from the paper's 2-link reacher (200-step episodes, 20 tasks x 25 episodes per "
+                   "meta-update, 600 meta-updates, networks of 256, 100 tasks per split) to 50-step episodes, "
+                   "10 tasks x 10 episodes, 60 meta-updates, MLPs (64, 64) and a GRU of 64, 10 PPO epochs, "
+                   "and 20 tasks x 10 episodes per split at meta-test; the protocol is the paper's otherwise "
+                   "(K = 3 first-order VPG fast updates, PPO clip 0.15, Adam 3e-4, the supplement's η). "
+                   "Every split is meta-tested every 15 meta-updates (the learning curves) and at the end "
+                   "(the table and verdicts).")),
+        "paper": Scaled(tuple(Panel(family, _tesp_runs(family, 600, 25, env_kwargs=(
+            ("task_distribution=tesp",) if family in ("wheeled", "ant_goal") else ())), _tesp_statistics(),
+            splits=TESP_SPLITS) for family in ("wheeled", "ant_goal", "reacher2", "reacher4")),
+            notes="The paper's settings (supplement Table 1, llan-ml/tesp), 5 seeds (paper: best 3 of 10)."),
     },
     figures=(("learning", ()),),
 ))
