@@ -20,17 +20,22 @@ SMOKE_POINT = ("episode_length=5",)
 
 def _maesn_runs(env: str, num_steps: int, overrides: tuple[str, ...] = (), env_kwargs: tuple[str, ...] = (),
                 preset: str | None = None, latent_overrides: tuple[str, ...] = (),
-                maml_overrides: tuple[str, ...] = ()) -> tuple[Run, ...]:
-    """MAESN, MAML and LatentSpace with shared overrides (``latent_overrides``: the latent-space models')."""
-    return (
+                maml_overrides: tuple[str, ...] = (), rl2_overrides: tuple[str, ...] | None = None) -> tuple[Run, ...]:
+    """MAESN, MAML and LatentSpace with shared overrides (``latent_overrides``: the latent-space models'),
+    and RL² with its own (``rl2_overrides``; None: no RL² run)."""
+    runs = (
         Run("MAESN", "maesn", env, num_steps, preset, overrides + latent_overrides, env_kwargs),
         Run("MAML", "maml", env, num_steps, preset, overrides + maml_overrides, env_kwargs),
         Run("LatentSpace", "latent_space", env, num_steps, preset, overrides + latent_overrides, env_kwargs),
     )
+    if rl2_overrides is not None:
+        runs += (Run("RL2", "rl2", env, num_steps, preset, rl2_overrides, env_kwargs),)
+    return runs
 
 
 MAESN_STATISTICS = (Exceeds("MAESN", ("MAML",), what="sparse return"),
-                    Exceeds("MAESN", ("LatentSpace",), what="sparse return"))
+                    Exceeds("MAESN", ("LatentSpace",), what="sparse return"),
+                    Exceeds("MAESN", ("RL2",), what="sparse return"))
 
 # CPU scale: PEARL's sparse point robot geometry (goals on the upper unit semicircle, reward only within
 # 0.2 of the goal, horizon 20, steps of at most 0.1): random actions reach a goal in 2 % of episodes, so
@@ -39,6 +44,9 @@ MAESN_CPU_ENV = ("episode_length=20", "max_action=0.1", "radius=1.0", "goal_radi
 MAESN_CPU = ("hidden_sizes=64,64", "meta_batch_size=10", "episodes_per_task=20", "eval_num_tasks=20",
              "eval_episodes_per_task=50", "eval_adaptation_steps=20",
              "eval_reward=sparse", "eval_schedule=halving")
+# RL² with the same env steps per iteration (50 trials of 4 episodes = 10 tasks x 20 episodes), garage's
+# settings otherwise; its meta-test is one trial of 4 episodes per goal, observing the sparse reward.
+MAESN_CPU_RL2 = ("meta_batch_size=50", "minibatch_size=10", "eval_num_tasks=20", "eval_reward=sparse")
 
 register(Claim(
     name="maesn_fig6",
@@ -48,11 +56,12 @@ register(Claim(
     scales={
         "smoke": Scaled((Panel("point_semicircle (smoke)", _maesn_runs(
             "point_semicircle", 2, SMOKE + ("eval_reward=sparse",), SMOKE_POINT,
-            latent_overrides=("num_train_tasks=4",)),
+            latent_overrides=("num_train_tasks=4",), rl2_overrides=(
+                "gru_size=8", "meta_batch_size=2", "ppo_epochs=1", "eval_num_tasks=2", "eval_reward=sparse")),
             MAESN_STATISTICS, Protocol(reward="sparse")),), seeds=2, notes="Pipeline check only."),
         "cpu": Scaled((Panel("point_semicircle, sparse reward", _maesn_runs(
             "point_semicircle", 200, MAESN_CPU, MAESN_CPU_ENV, latent_overrides=("num_train_tasks=40",),
-            maml_overrides=("fast_lr=0.5",)),
+            maml_overrides=("fast_lr=0.5",), rl2_overrides=MAESN_CPU_RL2),
             MAESN_STATISTICS, Protocol(reward="sparse")),),
             notes=("Scaled down from the paper's wheeled / ant / block-push robots (200-step episodes, "
                    "20 tasks x 50 episodes, 500 iterations, meta-test 30 goals x 100 iterations of 10 000 "
@@ -60,7 +69,10 @@ register(Claim(
                    "episodes, 200 iterations, 40 training tasks; meta-test 20 goals x 20 iterations of 50 "
                    "episodes, step sizes halved every iteration as in the paper). Random actions reach a goal "
                    "region in 2 % of episodes there (a straight line in a random direction: 13 %), so the sparse "
-                   "reward rewards exploration that covers the semicircle.")),
+                   "reward rewards exploration that covers the semicircle. RL² takes the same env steps per "
+                   "iteration (50 trials of 4 episodes, garage's settings otherwise); its meta-test is one "
+                   "trial of 4 episodes per goal, observing the sparse reward, so its step k is episode k + 1 "
+                   "of the trial, not a gradient step.")),
         # make demo: the cpu panel without LatentSpace, 3 seeds, 150 iterations, 10 meta-test steps.
         "demo": Scaled((Panel("point_semicircle, sparse reward", _maesn_runs(
             "point_semicircle", 150, MAESN_CPU + ("eval_adaptation_steps=10",), MAESN_CPU_ENV,
@@ -68,7 +80,8 @@ register(Claim(
             MAESN_STATISTICS[:1], Protocol(reward="sparse")),), seeds=3,
             notes="The cpu scale's panel, MAESN against MAML only, 3 seeds, 150 iterations, 10 meta-test steps."),
         "paper": Scaled(tuple(
-            Panel(family, _maesn_runs(family, 500, preset=family), MAESN_STATISTICS, Protocol(reward="sparse"))
+            Panel(family, _maesn_runs(family, 500, preset=family, rl2_overrides=()), MAESN_STATISTICS,
+                  Protocol(reward="sparse"))
             for family in ("wheeled", "ant_goal", "block_push")),
             notes="The paper's settings (maesn_suite presets; every method uses MAESN's batches and protocol)."),
     },
