@@ -72,7 +72,8 @@ def maesn_protocol(family: str) -> dict[str, Any]:
 # outer loop: 20 tasks x 25 episodes, K = 3 first-order VPG fast updates at lr 0.001 (Meta-SGD: the
 # initial per-parameter rate), PPO clip 0.15 / Adam 3e-4 / 20 epochs, γ 0.99, λ 0.97, uncentred
 # advantages, the supplement's MLP (tanh), meta-test = the same 3 fast updates on 100 tasks of a split.
-# Not reproduced: the original clips the inner gradient to norm 60 and Meta-SGD's rates to ±0.1.
+# As in the original, the inner gradient is clipped to global norm 60 (and Meta-SGD's rates to ±0.1,
+# ``metasgd.PRESETS``).
 TESP_FAMILIES = ("wheeled", "ant_goal", "reacher2", "reacher4")
 TESP_MLP = {"wheeled": (256, 256), "ant_goal": (512, 512), "reacher2": (256, 256), "reacher4": (512, 512)}
 
@@ -82,9 +83,10 @@ def tesp_protocol(family: str) -> dict[str, Any]:
     if family not in TESP_FAMILIES:
         raise ValueError(f"tesp_protocol: family must be one of {list(TESP_FAMILIES)}, got {family!r}")
     return dict(hidden_sizes=TESP_MLP[family], activation="tanh", meta_batch_size=20, episodes_per_task=25,
-                num_inner_steps=3, fast_lr=0.001, first_order=True, inner_estimator="vpg", optimizer="ppo",
-                learning_rate=3e-4, ppo_clip=0.15, ppo_epochs=20, gae_lambda=0.97, normalize_advantages=False,
-                eval_num_tasks=100, eval_episodes_per_task=25, eval_adaptation_steps=3, eval_schedule="constant")
+                num_inner_steps=3, fast_lr=0.001, inner_grad_clip=60.0, first_order=True, inner_estimator="vpg",
+                optimizer="ppo", learning_rate=3e-4, ppo_clip=0.15, ppo_epochs=20, gae_lambda=0.97,
+                normalize_advantages=False, eval_num_tasks=100, eval_episodes_per_task=25, eval_adaptation_steps=3,
+                eval_schedule="constant")
 
 
 def check_train_task_sampling(config: Any) -> None:
