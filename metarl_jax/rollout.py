@@ -29,8 +29,8 @@ class Trajectory(NamedTuple):
       positions: the family's ``info["position"]`` when it reports one, [..., E, T, 2].
       final_obs: s_T, the observation after the last step of the horizon, [..., E, obs] (None where
         not recorded, e.g. trials): a learned value bootstraps episodes the horizon truncated.
-      final_alive: 1.0 where the episode was still running after the last step (truncated by the
-        horizon, not terminated), [..., E].
+      truncated: 1.0 where the time limit ended the episode (the family's ``info["truncation"]``),
+        0.0 where it terminated, [..., E].
     """
 
     obs: jax.Array
@@ -43,7 +43,7 @@ class Trajectory(NamedTuple):
     latents: jax.Array
     positions: jax.Array
     final_obs: jax.Array | None = None
-    final_alive: jax.Array | None = None
+    truncated: jax.Array | None = None
 
     def select_rewards(self, kind: str) -> jax.Array:
         """``"dense"`` (meta-training) or ``"sparse"`` (meta-test) rewards."""
@@ -83,11 +83,11 @@ def rollout_episode(
         return (next_state, next_alive), out
 
     step_keys = jax.random.split(action_key, family.episode_length)
-    (final_state, final_alive), (obs, actions, rewards, sparse, mask, log_probs, dist, positions) = jax.lax.scan(
+    (final_state, _), (obs, actions, rewards, sparse, mask, log_probs, dist, positions) = jax.lax.scan(
         step_fn, (state, jnp.ones(())), step_keys
     )
     return Trajectory(obs, actions, rewards, sparse, mask, log_probs, dist, latent, positions,
-                      final_state.obs, final_alive)
+                      final_state.obs, final_state.info.get("truncation", jnp.zeros(())))
 
 
 def rollout(

@@ -142,7 +142,7 @@ class PPO(Algorithm):
             adv = common.task_advantages(scaled, cfg, cfg.train_reward)
             return adv, jnp.zeros_like(adv), jnp.zeros_like(adv)
         values = self.value(params, obs) * mask
-        bootstrap = self.value(params, final_obs) * trajectories.final_alive if cfg.bootstrap_on_timeout else None
+        bootstrap = self.value(params, final_obs) * trajectories.truncated if cfg.bootstrap_on_timeout else None
         adv = estimators.gae(rewards, values, mask, cfg.discount, cfg.gae_lambda, bootstrap)
         targets = (adv + values) * mask  # V̂_t = A_t + V(s_t): the λ-return
         if cfg.normalize_advantages:
