@@ -98,11 +98,13 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
                      iterations: int = 2, repeats: int = 3, preset: str | None = None,
                      hidden: tuple[int, ...] | None = None, overrides: dict[str, Any] | None = None,
                      physics_ratio: bool = True, policy_rollout: bool = False,
-                     return_after: int | None = None) -> dict[str, Any]:
+                     return_after: int | None = None, eval_episodes: int | None = None) -> dict[str, Any]:
     """Training throughput, compile time, memory and the ratio to physics (module docstring).
 
     ``return_after``: also train a fresh state for that many iterations with the same
-    compiled program and record the first and final training returns.
+    compiled program and record the first and final training returns; with ``eval_episodes``
+    (single-task learners) also the mean return of that many fresh episodes of the initial and
+    of the final policy (``eval_first_return``, ``eval_final_return``), as brax evaluates.
     """
     key = (algo_name, env_name, tasks, episodes, horizon, preset, hidden, tuple(sorted((overrides or {}).items())))
     if key not in _COMPILED:  # one compile per configuration and process (the peer comparison reuses it)
@@ -184,6 +186,11 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
             state, metrics = compiled(state)
             returns.append(metrics[key])
         returns = [float(r) for r in jax.block_until_ready(returns)]
+        if eval_episodes:
+            initial = algo.init(jax.random.key(0))
+            record["eval_episodes"] = eval_episodes
+            record["eval_first_return"] = policy_return(family, algo, initial, eval_episodes)
+            record["eval_final_return"] = policy_return(family, algo, state, eval_episodes)
         record.update({
             "return_metric": key,
             "budget_iterations": return_after,
@@ -206,6 +213,15 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
             "projected_budget_s": budget["iterations"] * paper_seconds_per_iteration + compile_times["compile_s"],
         })
     return record
+
+
+def policy_return(family: Any, algo: Any, ts: Any, episodes: int, seed: int = 123) -> float:
+    """Mean return of ``episodes`` fresh episodes of one task under the state's (stochastic) policy."""
+    policy = algo.acting_policy(ts) if hasattr(algo, "acting_policy") else algo.policy
+    tasks = family.sample_tasks(jax.random.key(seed), 1)
+    trajectories = jax.jit(lambda p, k: rollout_tasks(family, policy, p, tasks, k, episodes))(
+        ts.params, jax.random.key(seed + 1))
+    return float(jnp.mean(trajectories.episode_returns()))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
