@@ -32,6 +32,8 @@ import time
 import traceback
 from typing import Any
 
+from benchmarks.records import clean
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -98,18 +100,7 @@ class Section:
     def write(self, records: list[dict]) -> None:
         with open(self.path, "a") as f:
             for record in records:
-                f.write(json.dumps(_jsonable(record)) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    """JSON-ready (as ``run._clean``, without importing jax): None-valued keys dropped, scalars to numbers."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():
-        return value.item()
-    return value
+                f.write(json.dumps(clean(record)) + "\n")
 
 
 def run_section(name: str, config: dict[str, Any], section: Section) -> None:

@@ -42,6 +42,7 @@ from typing import Any
 import jax
 
 from benchmarks import multi_device, offpolicy, peer_ppo, peer_sac, physics, seeds, tables, training
+from benchmarks.records import clean as _clean
 from benchmarks.timing import environment
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -160,17 +161,6 @@ POSITIVE_FIGURES = ("steps_per_second", "physics_steps_per_second", "median_s", 
                     "ratio_train_to_policy_rollout", "peak_bytes", "program_bytes", "projected_budget_s",
                     "speedup_vs_1", "first_call_s", "seconds_per_call", "env_steps_per_iteration",
                     "budget_env_steps", "budget_wall_s", "ratio_to_ours", "physics_compile_s", "gradient_steps_per_s")
-
-
-def _clean(value: Any) -> Any:
-    """JSON-ready: tuples to lists, None-valued keys dropped, numpy/jax scalars to Python numbers."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():
-        return value.item()
-    return value
 
 
 def _guard(what: str, fn: Callable[[], list[dict]], results: list[dict]) -> None:

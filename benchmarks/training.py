@@ -186,6 +186,7 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
             state, metrics = compiled(state)
             returns.append(metrics[key])
         returns = [float(r) for r in jax.block_until_ready(returns)]
+        budget_wall_s = time.perf_counter() - start
         if eval_episodes:
             initial = algo.init(jax.random.key(0))
             record["eval_episodes"] = eval_episodes
@@ -195,7 +196,7 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
             "return_metric": key,
             "budget_iterations": return_after,
             "budget_env_steps": steps_per_iteration * return_after,
-            "budget_wall_s": time.perf_counter() - start,
+            "budget_wall_s": budget_wall_s,
             "first_return": returns[0],
             "final_return": returns[-1],
         })
