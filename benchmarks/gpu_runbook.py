@@ -74,8 +74,11 @@ DRY_RUN: dict[str, dict[str, Any]] = {
     "seeds": dict(box_s=60, kind="seeds", spec=dict(
         algo="vpg", env="point_corner", tasks=1, episodes=2, horizon=10, hidden=(8,), seed_counts=(1, 4, 16),
         iterations=1, repeats=1)),
-    "compile": dict(box_s=60, kind="compile", spec=dict(env="point_corner", horizon=5, preset="smoke",
-                                                          hidden=(8,), algos=("vpg", "ppo"))),
+    # The quick benchmark's PPO program again (a persistent-cache hit in the test suite).
+    "compile": dict(box_s=60, kind="compile", spec=dict(
+        env="point_corner", horizon=10, preset="brax", hidden=(64, 64), algos=("ppo",),
+        overrides={"tasks_per_iteration": 1, "episodes_per_task": 4, "ppo_epochs": 2, "ppo_minibatches": 2,
+                   "value_hidden_sizes": (64, 64)})),
 }
 GRACE_S = 20.0  # after its box a section may finish the measurement in flight, then it is killed
 
@@ -158,7 +161,8 @@ def run_section(name: str, config: dict[str, Any], section: Section) -> None:
         for algo in spec.get("algos") or algos.names():
             if section.expired:
                 break
-            section.write([measure_compile(algo, spec["env"], spec["horizon"], spec["preset"], spec.get("hidden"))])
+            section.write([measure_compile(algo, spec["env"], spec["horizon"], spec["preset"], spec.get("hidden"),
+                                           spec.get("overrides"))])
     elif kind == "_selftest_overrun":  # the time-box test: one record, then more work than the box allows
         section.write([{"benchmark": "selftest", "index": 0}])
         time.sleep(600)
@@ -166,7 +170,8 @@ def run_section(name: str, config: dict[str, Any], section: Section) -> None:
         raise ValueError(f"unknown section kind {kind!r} of section {name!r}")
 
 
-def measure_compile(algo_name: str, env_name: str, horizon: int, preset: str, hidden=None) -> dict[str, Any]:
+def measure_compile(algo_name: str, env_name: str, horizon: int, preset: str, hidden=None,
+                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Trace + lower and XLA compile time of one algorithm's train step (or the exception)."""
     import jax
 
@@ -180,6 +185,8 @@ def measure_compile(algo_name: str, env_name: str, horizon: int, preset: str, hi
         config = algos.preset(algo_name, preset if preset in algos.presets(algo_name) else "paper")
         if hidden is not None and hasattr(config, "hidden_sizes"):
             config = config.replace(hidden_sizes=tuple(hidden))
+        if overrides:  # JSON turned tuples into lists
+            config = config.replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
         algo = algos.make(algo_name, family, config)
         ts = algo.init(jax.random.key(0))
         _, times = compile_program(lambda: algo.lower_train_step(ts))

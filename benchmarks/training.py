@@ -216,13 +216,19 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
     return record
 
 
+_EVALUATORS: dict[tuple[int, int], Any] = {}
+
+
 def policy_return(family: Any, algo: Any, ts: Any, episodes: int, seed: int = 123) -> float:
     """Mean return of ``episodes`` fresh episodes of one task under the state's (stochastic) policy."""
-    policy = algo.acting_policy(ts) if hasattr(algo, "acting_policy") else algo.policy
+    if (id(algo), episodes) not in _EVALUATORS:  # one compile per algorithm and size (the state is an argument)
+        def episode_returns(ts, tasks, key):
+            policy = algo.acting_policy(ts) if hasattr(algo, "acting_policy") else algo.policy
+            return jnp.mean(rollout_tasks(family, policy, ts.params, tasks, key, episodes).episode_returns())
+
+        _EVALUATORS[(id(algo), episodes)] = jax.jit(episode_returns)
     tasks = family.sample_tasks(jax.random.key(seed), 1)
-    trajectories = jax.jit(lambda p, k: rollout_tasks(family, policy, p, tasks, k, episodes))(
-        ts.params, jax.random.key(seed + 1))
-    return float(jnp.mean(trajectories.episode_returns()))
+    return float(_EVALUATORS[(id(algo), episodes)](ts, tasks, jax.random.key(seed + 1)))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
