@@ -60,10 +60,10 @@ SECTIONS: dict[str, dict[str, Any]] = {
 DRY_RUN: dict[str, dict[str, Any]] = {
     "maml_cheetah_vel": dict(box_s=60, kind="training", runs=[
         dict(algo="maml", env="point_corner", tasks=2, episodes=2, horizon=5, hidden=(8,), iterations=1,
-             repeats=1, physics_ratio=False)]),
+             repeats=1)]),
     "maesn_wheeled": dict(box_s=60, kind="training", runs=[
         dict(algo="maesn", env="point_corner", tasks=2, episodes=2, horizon=5, hidden=(8,), iterations=1,
-             repeats=1, physics_ratio=False)]),
+             repeats=1)]),
     # The quick benchmark's "ours" (benchmarks.run QUICK): the same compiled program when run in-process.
     "peer_ppo": dict(box_s=60, kind="peer_ppo", spec=dict(
         env="point_corner", num_envs=4, unroll=10, iterations=2, epochs=2, minibatches=2, eval_episodes=4,
@@ -150,10 +150,14 @@ def run_section(name: str, config: dict[str, Any], section: Section) -> None:
         spec = dict(config["spec"])
         if spec.get("hidden") is not None:
             spec["hidden"] = tuple(spec["hidden"])
-        for n in spec.pop("seed_counts"):
+        base_sps = None
+        for n in spec.pop("seed_counts"):  # one N at a time, so that a cut-short section keeps the smaller N
             if section.expired:
                 break
-            section.write(seeds.measure_seeds(**spec, seed_counts=(n,)))
+            [record] = seeds.measure_seeds(**spec, seed_counts=(n,))
+            base_sps = base_sps or record["train_env_steps_per_s"]
+            record["speedup_vs_1"] = record["train_env_steps_per_s"] / base_sps
+            section.write([record])
     elif kind == "compile":
         from metarl_jax import algos
 
@@ -310,6 +314,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                      "--dry_run runs tiny sizes on CPU, --allow_cpu the GPU sizes anyway")
     results = run_book(DRY_RUN if args.dry_run else SECTIONS, args.budget_s, args.in_process, only,
                        args.compilation_cache or compilation_cache_dir())
+    # Each training record with the physics measured after it at the same size (when its section got that far).
+    physics = [r for r in results if r["benchmark"] == "physics"]
+    results = [tables.with_physics([r], physics)[0] if r["benchmark"] == "training" else r for r in results]
     data = {"environment": env, "mode": "gpu_runbook" + ("_dry_run" if args.dry_run else ""),
             "command": " ".join(["python -m benchmarks.gpu_runbook", *argv]), "wall_s": time.perf_counter() - start,
             "budget_s": args.budget_s, "only": list(only) if only else None, "results": results}
