@@ -96,7 +96,8 @@ def test_brax_preset_is_brax_ppo_on_its_control_suite():
 
 @pytest.fixture(scope="module")
 def one_update():
-    """A tiny PPO (separate value MLP, normalised observations, 2 minibatches, clipped value loss): one update."""
+    """A tiny PPO (separate value MLP, normalised observations, 2 minibatches, clipped value loss): two updates,
+    and the first update's batch rebuilt from the same keys (one jitted function)."""
     family = envs.make("point_corner", episode_length=5)
     config = algos.preset("ppo", "smoke").replace(hidden_sizes=(8,), value_hidden_sizes=(8,), tasks_per_iteration=1,
                                                  episodes_per_task=4, ppo_minibatches=2, ppo_epochs=2, value_clip=0.2,
@@ -105,16 +106,28 @@ def one_update():
     ts0 = algo.init(jax.random.key(0))
     ts1, metrics = algo.train_step(ts0)
     ts2, _ = algo.train_step(ts1)
-    return family, algo, ts0, ts1, ts2, metrics
+
+    def first_batch(ts):
+        _, (task_key, sample_key, _) = split_rng(ts, 3)
+        trajectories = rollout_tasks(family, algo.acting_policy(ts), ts.params, family.sample_tasks(task_key, 1),
+                                     sample_key, 4)
+        obs, final_obs = algo.observe(ts, trajectories.obs), algo.observe(ts, trajectories.final_obs)
+        adv, targets, old_values = algo.advantages_and_targets(ts.params, trajectories, obs, final_obs)
+        batch = jax.tree.map(lambda x: x.reshape(-1, *x.shape[3:]),
+                             {"obs": obs, "actions": trajectories.actions, "log_probs": trajectories.log_probs,
+                              "dist": trajectories.dist, "mask": trajectories.mask, "adv": adv, "targets": targets,
+                              "old_values": old_values})
+        return {"trajectories": trajectories, "objective": algo.objective(ts.params, batch), "targets": targets,
+                "values": algo.value(ts.params, obs), "final_values": algo.value(ts.params, final_obs),
+                "entropy": algo.policy.apply(ts.params, batch["obs"]).entropy()}
+
+    return family, algo, ts0, ts1, ts2, metrics, jax.jit(first_batch)(ts0)
 
 
 def test_running_observation_statistics_are_the_moments_of_every_observation_seen(one_update):
-    family, algo, ts0, ts1, ts2, metrics = one_update
+    family, algo, ts0, ts1, ts2, metrics, first = one_update
     assert algo.trace_count == 1  # two calls, one trace
-    # The rollout of the first update, rebuilt from the same keys.
-    _, (task_key, sample_key, _) = split_rng(ts0, 3)
-    tasks = family.sample_tasks(task_key, 1)
-    trajectories = rollout_tasks(family, algo.acting_policy(ts0), ts0.params, tasks, sample_key, 4)
+    trajectories = first["trajectories"]  # the rollout of the first update, rebuilt from the same keys
     np.testing.assert_allclose(float(metrics["train/return"]), float(jnp.mean(trajectories.episode_returns())),
                                rtol=1e-5)
     seen = np.asarray(trajectories.obs)[np.asarray(trajectories.mask) > 0]
@@ -128,7 +141,7 @@ def test_running_observation_statistics_are_the_moments_of_every_observation_see
     direct = algo.policy.apply(ts1.params, normalization.normalize(stats, obs))
     np.testing.assert_array_equal(np.asarray(acting.mean), np.asarray(direct.mean))
     assert float(ts2.extras["obs_stats"].count) == 40
-    # The rollout recorded s_T and that no point episode terminated: every one bootstraps.
+    # The rollout recorded s_T and that the time limit ended every point episode: every one bootstraps.
     assert trajectories.final_obs.shape == (1, 4, family.observation_size)
     np.testing.assert_array_equal(np.asarray(trajectories.truncated), 1.0)
     for key in ("train/explained_variance", "train/penalty", "train/kl", "train/loss"):
@@ -137,29 +150,17 @@ def test_running_observation_statistics_are_the_moments_of_every_observation_see
 
 def test_the_objective_is_the_clipped_surrogate_plus_value_loss_minus_entropy(one_update):
     """At the sampling parameters ρ = 1, so L = −mean A + c_V ½ mean (V − V̂)² − c_H H, term by term."""
-    family, algo, ts0, _, _, _ = one_update
-    cfg = algo.config
-    _, (task_key, sample_key, _) = split_rng(ts0, 3)
-    trajectories = rollout_tasks(family, algo.acting_policy(ts0), ts0.params, family.sample_tasks(task_key, 1),
-                                 sample_key, 4)
-    obs, final_obs = algo.observe(ts0, trajectories.obs), algo.observe(ts0, trajectories.final_obs)
-    adv, targets, old_values = algo.advantages_and_targets(ts0.params, trajectories, obs, final_obs)
-    batch = jax.tree.map(lambda x: x.reshape(-1, *x.shape[3:]),
-                         {"obs": obs, "actions": trajectories.actions, "log_probs": trajectories.log_probs,
-                          "dist": trajectories.dist, "mask": trajectories.mask, "adv": adv, "targets": targets,
-                          "old_values": old_values})
-    objective = algo.objective(ts0.params, batch)
+    family, algo, ts0, _, _, _, first = one_update
+    cfg, objective, trajectories = algo.config, first["objective"], first["trajectories"]
     np.testing.assert_allclose(np.asarray(objective.log_ratio), 0.0, atol=1e-5)
-    values = np.asarray(algo.value(ts0.params, obs)).ravel()
-    dist = algo.policy.apply(ts0.params, batch["obs"])
-    expected = (cfg.value_loss_coef * 0.5 * np.mean((values - np.asarray(targets).ravel()) ** 2)
-                - cfg.entropy_coef * float(jnp.mean(dist.entropy())))
+    values, targets = np.asarray(first["values"])[0], np.asarray(first["targets"])[0]  # [E, T]
+    expected = (cfg.value_loss_coef * 0.5 * np.mean((values - targets) ** 2)
+                - cfg.entropy_coef * float(np.mean(first["entropy"])))
     np.testing.assert_allclose(float(objective.penalty), expected, rtol=1e-4)
     # V̂ = A + V with A from GAE on the scaled rewards, bootstrapped from V(s_T).
-    raw_adv = python_gae(cfg.reward_scale * np.asarray(trajectories.rewards[0]), values.reshape(4, 5),
-                         np.ones((4, 5)), cfg.discount, cfg.gae_lambda,
-                         np.asarray(algo.value(ts0.params, final_obs[0])))
-    np.testing.assert_allclose(np.asarray(targets[0]), raw_adv + values.reshape(4, 5), rtol=1e-4, atol=1e-4)
+    raw_adv = python_gae(cfg.reward_scale * np.asarray(trajectories.rewards[0]), values, np.ones((4, 5)),
+                         cfg.discount, cfg.gae_lambda, np.asarray(first["final_values"])[0])
+    np.testing.assert_allclose(targets, raw_adv + values, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow
