@@ -4,7 +4,7 @@ r"""Meta-test a trained run and draw its figures.
 
 Restores the latest checkpoint, measures the adaptation curve (return after
 0..K adaptation steps) on the fixed task split, and writes into ``logdir/eval``:
-``adaptation_curve.json``/``.png`` and ``training_curves.png`` (pre- vs
+``adaptation_curve.json``/``.png`` (``--curve_name`` renames them) and ``training_curves.png`` (pre- vs
 post-update return over meta-training). Prints both as a table. For a run trained
 with ``--num_seeds`` every seed is evaluated (one vmapped program, the same
 evaluation key for every seed) and the curve is the mean over seeds with its 95%
@@ -33,6 +33,9 @@ flags.DEFINE_integer("num_tasks", None, "Number of tasks of the split (default: 
 flags.DEFINE_integer("adaptation_steps", None, "Adaptation steps K (default: config eval_adaptation_steps).",
                      flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Evaluation seed.", flag_values=FLAGS)
+flags.DEFINE_string("curve_name", "adaptation_curve", "Stem of the files written into logdir/eval (e.g. "
+                    "adaptation_curve_ood, so that meta-tests on several splits sit side by side).",
+                    flag_values=FLAGS)
 
 
 def training_table(records: list[dict[str, Any]], rows: int = 6) -> str:
@@ -60,6 +63,8 @@ def run(f: Any) -> int:
     from metarl_jax.io.metrics import read_metrics
     from metarl_jax.io.plots import plot_adaptation_curves, plot_training_curves
 
+    if not f.curve_name or any(c in f.curve_name for c in "/\\."):
+        raise ValueError(f"--curve_name must be a plain file stem (no '/', '\\' or '.'), got {f.curve_name!r}")
     spec = launch.RunSpec.from_logdir(f.logdir)
     fields = {field.name for field in dataclasses.fields(spec.config)}
     changes = {}
@@ -88,10 +93,10 @@ def run(f: Any) -> int:
     result = {"algo": spec.algo, "env": spec.env, "split": f.split, "reward": reward,
               "num_tasks": spec.config.eval_num_tasks, "adaptation_steps": len(curve["mean"]) - 1,  # K: the curve's
               "seed": f.seed, "step": step, **curve}
-    with open(os.path.join(out_dir, "adaptation_curve.json"), "w") as fh:
+    with open(os.path.join(out_dir, f"{f.curve_name}.json"), "w") as fh:
         json.dump(result, fh, indent=2)
     label = f"{spec.algo} ({spec.env}, step {step}" + (f", {spec.num_seeds} seeds)" if spec.num_seeds > 1 else ")")
-    plot_adaptation_curves({label: curve}, os.path.join(out_dir, "adaptation_curve.png"),
+    plot_adaptation_curves({label: curve}, os.path.join(out_dir, f"{f.curve_name}.png"),
                            title=f"meta-test on {f.split} ({reward} reward)", ylabel=f"{reward} return")
     records = read_metrics(f.logdir) if os.path.exists(os.path.join(f.logdir, "metrics.jsonl")) else []
     if records:
@@ -102,7 +107,7 @@ def run(f: Any) -> int:
     print(f"\nmeta-test on {jax.tree.leaves(tasks)[0].shape[0]} {f.split} tasks, {reward} reward"
           + (f", mean over {spec.num_seeds} seeds" if spec.num_seeds > 1 else ""))
     print(curve_table(curve))
-    print(f"\nwrote {out_dir}/adaptation_curve.json, adaptation_curve.png"
+    print(f"\nwrote {out_dir}/{f.curve_name}.json, {f.curve_name}.png"
           + (", training_curves.png" if records else ""))
     return 0
 

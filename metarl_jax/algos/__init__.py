@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from metarl_jax.algos import (
+    adapt_sv,
     ddpg,
     emaml,
     maesn,
@@ -36,7 +37,7 @@ _REGISTRY: dict[str, tuple[type[Algorithm], Any]] = {
     # Recurrent meta-learners (issue 13).
     "rl2": (rl2.RL2, rl2),
     "tesp": (tesp.TESP, tesp),
-    "adapt_sv": (tesp.AdaptSV, tesp),
+    "adapt_sv": (adapt_sv.AdaptSV, adapt_sv),
     # Off-policy learners (issue 11).
     "ddpg": (ddpg.DDPG, ddpg),
     "sac": (sac.SAC, sac),

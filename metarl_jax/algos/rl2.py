@@ -19,7 +19,9 @@ episodes per iteration, PPO clip 0.2, Adam 1e-3 (garage's FirstOrderOptimizer), 
 minibatches of 32 trials, γ 0.99, GAE λ 0.95, uncentred advantages, linear feature baseline, and the
 entropy bonus ``entropy_method="max"``: r_t + 0.02 H(π(·|x_t)) with no gradient through H (the
 maximum-entropy objective; "regularized" instead adds −c · mean H to the loss, with its gradient).
-The policy observes ``train_reward`` also at meta-test; ``eval_reward`` chooses the return reported.
+At meta-test the policy observes the meta-test reward ``eval_reward`` (MAESN's protocol, Sec. 5.2: every
+method trains on dense rewards and meta-tests on sparse ones, so a sparse test task gives nothing else);
+``eval_observe="train_reward"`` shows it the training reward instead while reporting ``eval_reward``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Config(AlgoConfig):
     eval_num_tasks: int = positive(40)
     eval_trials_per_task: int = positive(1)
     eval_reward: str = one_of("dense", common.REWARD_KINDS)
+    eval_observe: str = one_of("eval_reward", ("eval_reward", "train_reward"))  # r_{t−1} at meta-test
 
     def validate(self) -> None:
         if self.minibatch_size < self.meta_batch_size and self.meta_batch_size % self.minibatch_size:
@@ -173,6 +176,7 @@ class RL2(Algorithm):
         """Meta-test: ``eval_trials_per_task`` trials per held-out task; returns [tasks, K], entry k − 1 the
         mean ``eval_reward`` return of episode k."""
         cfg = self.config
+        observed = cfg.eval_reward if cfg.eval_observe == "eval_reward" else cfg.train_reward
         trials = rollout_trials(self.family, self.policy, ts.params, self.shard(tasks), key, cfg.episodes_per_trial,
-                                cfg.train_reward, cfg.eval_trials_per_task)
+                                observed, cfg.eval_trials_per_task)
         return AdaptationCurve(jnp.mean(trials.episode_returns(cfg.eval_reward), axis=1))
