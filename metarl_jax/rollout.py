@@ -27,6 +27,10 @@ class Trajectory(NamedTuple):
       dist: behaviour action distribution (for the TRPO/PPO KL).
       latents: per-episode latent z the policy was conditioned on, [..., E, z].
       positions: the family's ``info["position"]`` when it reports one, [..., E, T, 2].
+      final_obs: s_T, the observation after the last step of the horizon, [..., E, obs] (None where
+        not recorded, e.g. trials): a learned value bootstraps episodes the horizon truncated.
+      truncated: 1.0 where the time limit ended the episode (the family's ``info["truncation"]``),
+        0.0 where it terminated, [..., E].
     """
 
     obs: jax.Array
@@ -38,6 +42,8 @@ class Trajectory(NamedTuple):
     dist: DiagGaussian
     latents: jax.Array
     positions: jax.Array
+    final_obs: jax.Array | None = None
+    truncated: jax.Array | None = None
 
     def select_rewards(self, kind: str) -> jax.Array:
         """``"dense"`` (meta-training) or ``"sparse"`` (meta-test) rewards."""
@@ -77,10 +83,11 @@ def rollout_episode(
         return (next_state, next_alive), out
 
     step_keys = jax.random.split(action_key, family.episode_length)
-    _, (obs, actions, rewards, sparse, mask, log_probs, dist, positions) = jax.lax.scan(
+    (final_state, _), (obs, actions, rewards, sparse, mask, log_probs, dist, positions) = jax.lax.scan(
         step_fn, (state, jnp.ones(())), step_keys
     )
-    return Trajectory(obs, actions, rewards, sparse, mask, log_probs, dist, latent, positions)
+    return Trajectory(obs, actions, rewards, sparse, mask, log_probs, dist, latent, positions,
+                      final_state.obs, final_state.info.get("truncation", jnp.zeros(())))
 
 
 def rollout(

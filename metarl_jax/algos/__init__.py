@@ -13,6 +13,7 @@ from metarl_jax.algos import (
     maml,
     metasgd,
     policy_gradient,
+    ppo,
     promp,
     rl2,
     sac,
@@ -32,7 +33,7 @@ _REGISTRY: dict[str, tuple[type[Algorithm], Any]] = {
     "mame": (mame.MAME, mame),
     "vpg": (policy_gradient.VPG, policy_gradient),
     "trpo": (policy_gradient.TRPO, policy_gradient),
-    "ppo": (policy_gradient.PPO, policy_gradient),
+    "ppo": (ppo.PPO, ppo),
     # Recurrent meta-learners (issue 13).
     "rl2": (rl2.RL2, rl2),
     "tesp": (tesp.TESP, tesp),
@@ -75,4 +76,5 @@ def make(name: str, family: Any, config: AlgoConfig | None = None, mesh: Any = N
 
 
 __all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "ddpg", "emaml", "maesn", "make", "maml", "mame",
-           "metasgd", "names", "policy_gradient", "preset", "presets", "promp", "rl2", "sac", "teacher_ddpg", "tesp"]
+           "metasgd", "names", "policy_gradient", "ppo", "preset", "presets", "promp", "rl2", "sac", "teacher_ddpg",
+           "tesp"]
