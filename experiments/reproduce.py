@@ -199,8 +199,8 @@ def table_rows(panel: claims.Panel, records: list[dict[str, Any]]) -> list[tuple
 def panel_table(panel: claims.Panel, records: list[dict[str, Any]]) -> str:
     """Markdown: mean return [95 % interval] per adaptation step per method, and the paper's numbers."""
     rows = table_rows(panel, records)
-    num_points = max(seed_curves(curve).shape[1] for _, _, curve in rows)
-    steps = shown_steps(num_points)
+    lengths = {seed_curves(curve).shape[1] for _, _, curve in rows}
+    steps = sorted(set(shown_steps(max(lengths))) | {n - 1 for n in lengths})  # and every curve's last step
     header = ["method", *[f"step {k}" for k in steps]]
     if panel.equal_env_steps:
         header.append("env steps")
