@@ -53,17 +53,20 @@ class RunSpec:
 
         if f.algo not in algos.names():
             raise ValueError(f"unknown algo {f.algo!r}; valid algos are {algos.names()}")
-        if f.env not in envs.names():
-            raise ValueError(f"unknown env {f.env!r}; valid envs are {envs.names()}")
+        # A registered name, or a user's family by import path (module:factory, file.py:factory).
+        env = envs.normalize(f.env)
+        if not envs.is_import_path(env) and env not in envs.names():
+            raise ValueError(f"unknown env {env!r}; valid envs are {envs.names()}, or a family of your own as "
+                             "--env=package.module:factory or --env=path/to/file.py:factory")
         presets = algos.presets(f.algo)
-        preset = f.preset or (f.env if f.env in presets else "paper")
+        preset = f.preset or (env if env in presets else "paper")
         config = algos.preset(f.algo, preset).with_overrides(f.override)
         env_kwargs = parse_env_kwargs(f.env_kwarg)
-        envs.make(f.env, **env_kwargs)  # validates the family's kwargs now
+        envs.make(env, **env_kwargs)  # imports a user's family, checks its kwargs and the protocol now
         num_seeds = getattr(f, "num_seeds", 1)
         if num_seeds < 1:
             raise ValueError(f"--num_seeds must be >= 1, got {num_seeds}")
-        return cls(f.algo, f.env, env_kwargs, preset, config, f.seed, num_seeds)
+        return cls(f.algo, env, env_kwargs, preset, config, f.seed, num_seeds)
 
     @classmethod
     def from_logdir(cls, logdir: str) -> RunSpec:

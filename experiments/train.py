@@ -33,7 +33,9 @@ from experiments import common as launch
 # Own flag set, so that train, evaluate and the reproduction harness run in one process.
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("algo", "maml", "Algorithm; see metarl_jax.algos.names().", flag_values=FLAGS)
-flags.DEFINE_string("env", "point_corner", "Task family; see metarl_jax.envs.names().", flag_values=FLAGS)
+flags.DEFINE_string("env", "point_corner", "Task family: a name of metarl_jax.envs.names(), or your own family "
+                    "as package.module:factory or path/to/file.py:factory (factory(**env_kwargs) returns it).",
+                    flag_values=FLAGS)
 flags.DEFINE_string("preset", None, "Config preset; default: the env's preset if the algo has one, else 'paper'.",
                     flag_values=FLAGS)
 flags.DEFINE_integer("num_steps", 200, "Total meta-iterations (a resumed run continues up to this).", flag_values=FLAGS)
