@@ -229,6 +229,48 @@ def split_curve_metrics(curves: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+FIGURE_DIR = "figures"
+
+
+def run_label(spec: RunSpec) -> str:
+    return f"{spec.algo} ({spec.env}" + (f", {spec.num_seeds} seeds)" if spec.num_seeds > 1 else ")")
+
+
+def curve_figures(logdir: str, spec: RunSpec, curves: dict[str, Any], step: int) -> dict[str, str]:
+    """The meta-test adaptation curve of each split at ``step`` as a PNG under ``figures/``: {tag: path}."""
+    from metarl_jax.io.plots import plot_adaptation_curves
+
+    os.makedirs(os.path.join(logdir, FIGURE_DIR), exist_ok=True)
+    reward = getattr(spec.config, "eval_reward", "dense")
+    figures = {}
+    for split, curve in curves.items():
+        path = os.path.join(logdir, FIGURE_DIR, f"adaptation_curve_{split}_step{step}.png")
+        plot_adaptation_curves({f"{run_label(spec)}, step {step}": curve.to_dict()}, path,
+                               title=f"meta-test on {split} ({reward} reward)", ylabel=f"{reward} return")
+        figures["figures/adaptation_curve" + ("" if split == "val" else f"_{split}")] = path
+    return figures
+
+
+def training_figures(logdir: str, spec: RunSpec) -> dict[str, str]:
+    """The training curves of ``metrics.jsonl`` as ``figures/training_curves.png``: {tag: path}."""
+    from metarl_jax.io.metrics import read_metrics
+    from metarl_jax.io.plots import plot_training_curves
+
+    os.makedirs(os.path.join(logdir, FIGURE_DIR), exist_ok=True)
+    path = os.path.join(logdir, FIGURE_DIR, "training_curves.png")
+    plot_training_curves(read_metrics(logdir), path, title=run_label(spec))
+    return {"figures/training_curves": path}
+
+
+def wandb_logger(f: Any, spec: RunSpec) -> Any:
+    """A ``WandbLogger`` for ``--logger=...,wandb`` (the run's config as the W&B config), else None."""
+    if "wandb" not in f.logger:
+        return None
+    from metarl_jax.io.wandb_logger import WandbLogger
+
+    return WandbLogger(f.logdir, spec.to_json(), project=f.wandb_project, entity=f.wandb_entity)
+
+
 def seed_dir(logdir: str, seed: int) -> str:
     """Where a multi-seed run writes seed ``seed``'s own metrics (``metrics.jsonl`` + TensorBoard)."""
     return os.path.join(logdir, "seeds", f"seed_{seed}")
