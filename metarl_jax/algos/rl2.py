@@ -180,3 +180,13 @@ class RL2(Algorithm):
         trials = rollout_trials(self.family, self.policy, ts.params, self.shard(tasks), key, cfg.episodes_per_trial,
                                 observed, cfg.eval_trials_per_task)
         return AdaptationCurve(jnp.mean(trials.episode_returns(cfg.eval_reward), axis=1))
+
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        """The meta-test's trials; stage k: episode k of each task's first trial."""
+        cfg = self.config
+        trials = rollout_trials(self.family, self.policy, ts.params, self.shard(tasks), key, cfg.episodes_per_trial,
+                                cfg.train_reward, cfg.eval_trials_per_task)
+        return jnp.mean(trials.episode_returns(cfg.eval_reward), axis=1), trials.episodes.qpos[:, 0]
+
+    def stage_labels(self) -> list[str]:
+        return [f"episode {k} of the trial" for k in range(1, self.config.episodes_per_trial + 1)]
