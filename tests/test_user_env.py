@@ -90,8 +90,9 @@ def test_file_family_trains_resumes_and_evaluates(user_dir, tmp_path):
                                "--num_steps=8", f"--logdir={logdir}"])
     assert code == 2 and "episode_length" in stderr, stderr  # another family's kwargs: not this run
 
-    code, stderr = cli(evaluate, [f"--logdir={logdir}"])  # reads the family from config.json
+    code, stderr = cli(evaluate, [f"--logdir={logdir}", "--video"])  # reads the family from config.json
     assert code == 0, stderr
+    assert "has no MuJoCo model to render; its trajectory figures serve instead" in stderr, stderr
     curve = json.loads((logdir / "eval" / "adaptation_curve.json").read_text())
     assert curve["env"] == saved["env"] and curve["step"] == 4 and np.isfinite(curve["mean"]).all()
 
@@ -154,6 +155,8 @@ def test_mjx_example_family_steps_like_its_mjcf(example_copy):
     import jax.numpy as jnp
     import mujoco
 
+    from metarl_jax.envs.recording import RecordQpos
+
     family = envs.make(f"{example_copy / 'goal_slider.py'}:GoalSlider", episode_length=5)
     envs.validate_family(family)
     assert (family.observation_size, family.action_size, family.episode_length) == (4, 2, 5)
@@ -161,14 +164,18 @@ def test_mjx_example_family_steps_like_its_mjcf(example_copy):
     task = family.task_set("val", 3)[0]
     assert abs(float(jnp.linalg.norm(task)) - 1.0) < 1e-6
 
+    recorded = RecordQpos(family)  # what the videos record: info["qpos"] of every state
+    assert recorded.observation_size == 4 and recorded.mj_model is family.mj_model
+
     @jax.jit
     def run(key):
-        state = family.reset(key, task)
-        return state, jax.lax.scan(lambda s, _: (family.step(s, jnp.array([1.0, -0.5])),) * 2, state, None,
+        state = recorded.reset(key, task)
+        return state, jax.lax.scan(lambda s, _: (recorded.step(s, jnp.array([1.0, -0.5])),) * 2, state, None,
                                    length=3)[1]
 
     start, states = run(jax.random.key(0))
     qpos = np.asarray(states.env_state.qpos)
+    np.testing.assert_array_equal(np.asarray(states.info["qpos"]), qpos)
     # The C engine from the same start state and controls (no contacts: the engines agree closely).
     model = family.mj_model
     data = mujoco.MjData(model)

@@ -53,7 +53,7 @@ def fit_view(mj_model: mujoco.MjModel, qpos: np.ndarray, goal: np.ndarray | None
     low, high = points.min(axis=0), points.max(axis=0)
     lookat = np.array([*(low + high) / 2, 0.0])
     span = float(np.max(high - low))
-    return CameraView(lookat, max(1.6 * span + 0.5, 0.8 * float(mj_model.stat.extent)), elevation=-60.0)
+    return CameraView(lookat, max(2.2 * span + 0.8, 0.8 * float(mj_model.stat.extent)), elevation=-60.0)
 
 
 def _add_goal(scene: mujoco.MjvScene, goal: np.ndarray, radius: float | None) -> None:

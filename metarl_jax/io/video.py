@@ -55,36 +55,38 @@ def check_writer() -> str:
         return "gif"
 
 
-def _label(frame: np.ndarray, text: str) -> np.ndarray:
+def label_band(text: str, width: int) -> np.ndarray:
+    """The label drawn above a panel: dark text on white, [LABEL_HEIGHT, width, 3]."""
     from PIL import Image, ImageDraw, ImageFont
 
-    image = Image.fromarray(frame)
-    draw = ImageDraw.Draw(image)
+    image = Image.new("RGB", (width, LABEL_HEIGHT), (255, 255, 255))
     try:
         font = ImageFont.load_default(size=14)
     except TypeError:  # Pillow < 10.1: the bitmap font only
         font = ImageFont.load_default()
-    draw.rectangle([0, 0, image.width, LABEL_HEIGHT], fill=(255, 255, 255))
-    draw.text((6, 3), text, fill=(20, 20, 20), font=font)
+    ImageDraw.Draw(image).text((6, 3), text, fill=(20, 20, 20), font=font)
     return np.asarray(image)
 
 
 def compose(panels: np.ndarray, labels: list[str]) -> np.ndarray:
-    """Panels [S, T, H, W, 3] side by side with their labels, padded to multiples of 16: [T, H', W', 3]."""
+    """Panels [S, T, H, W, 3] side by side (2-pixel gaps), each under its label, padded with white to
+    multiples of 16: [T, LABEL_HEIGHT + H (padded), S·W + 2(S − 1) (padded), 3]."""
     num_stages, num_frames, height, width, _ = panels.shape
-    frames = []
-    for t in range(num_frames):
-        row = [_label(panels[s, t], labels[s]) for s in range(num_stages)]
-        gaps = [np.full((height, 2, 3), 255, np.uint8)] * (num_stages - 1)
-        frames.append(np.concatenate([x for pair in zip(row, [*gaps, None]) for x in pair if x is not None], axis=1))
-    frames = np.stack(frames)
+    columns = []
+    for s in range(num_stages):
+        band = np.broadcast_to(label_band(labels[s], width), (num_frames, LABEL_HEIGHT, width, 3))
+        columns.append(np.concatenate([band, panels[s]], axis=1))
+        if s < num_stages - 1:
+            columns.append(np.full((num_frames, LABEL_HEIGHT + height, 2, 3), 255, np.uint8))
+    frames = np.concatenate(columns, axis=2)
     pad_h, pad_w = (-frames.shape[1]) % MACRO_BLOCK, (-frames.shape[2]) % MACRO_BLOCK
     return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), constant_values=255)
 
 
 def write_video(frames: np.ndarray, path: str | Path, fps: float, container: str | None = None) -> Path:
     """Writes uint8 frames [T, H, W, 3] as an H.264 MP4 (or, without imageio-ffmpeg, a GIF); returns the path
-    written (the suffix follows the container)."""
+    written (the suffix follows the container). A GIF holds identical consecutive frames once, for their
+    total duration (Pillow)."""
     import imageio.v2 as imageio
 
     container = container or check_writer()
