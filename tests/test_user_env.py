@@ -202,5 +202,16 @@ def test_mjx_example_trains_through_the_launcher(example_copy, tmp_path):
     assert code == 0, stderr
     records = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 1 and np.isfinite(records[-1]["train/post_return"])
-    code, stderr = cli(evaluate, [f"--logdir={logdir}"])
+    code, stderr = cli(evaluate, [f"--logdir={logdir}", "--video", "--video_tasks=2", "--video_width=160",
+                                  "--video_height=112"])
     assert code == 0, stderr
+    import imageio_ffmpeg
+
+    videos = sorted((logdir / "eval" / "videos").glob("val_task*.mp4"))
+    assert [v.name for v in videos] == ["val_task0.mp4", "val_task1.mp4"]
+    # 10 frames (one per control step: dt = 0.04 s, 25 fps), 2 stages (before, after 1 step) side by side.
+    assert imageio_ffmpeg.count_frames_and_secs(str(videos[0]))[0] == 10
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(str(videos[0])) as reader:
+        assert reader.get_data(0).shape == (144, 336, 3)  # 22 + 112 rows, 2 * 160 + 2 columns, padded to 16

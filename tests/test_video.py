@@ -92,7 +92,7 @@ def test_bad_video_jobs_name_the_problem(wheeled, tmp_path):
 # ---- recorded meta-tests (slow: every algorithm compiles its meta-test on an MJX family) ----------
 
 SLOW_ALGOS = {"maml": "meta_batch_size", "vpg": "tasks_per_iteration", "maesn": "meta_batch_size",
-              "mame": "meta_batch_size", "rl2": "meta_batch_size"}
+              "mame": "meta_batch_size", "rl2": "meta_batch_size", "tesp": "meta_batch_size", "ddpg": None}
 
 
 @pytest.mark.slow
@@ -105,7 +105,8 @@ def test_recorded_meta_test_is_the_evaluated_one(name, repo_root):
     from metarl_jax import algos, envs
 
     family = envs.make(f"{repo_root / 'examples' / 'mjcf_family' / 'goal_slider.py'}:GoalSlider", episode_length=8)
-    overrides = {"hidden_sizes": (8,), SLOW_ALGOS[name]: 2, "eval_num_tasks": 2}
+    overrides = {"gru_size" if name == "rl2" else "hidden_sizes": 8 if name == "rl2" else (8,), "eval_num_tasks": 2,
+                 **({SLOW_ALGOS[name]: 2} if SLOW_ALGOS[name] else {})}
     config = algos.preset(name, "smoke").replace(**overrides)
     algo = algos.make(name, family, config)
     ts = algo.init(jax.random.key(0))
@@ -115,6 +116,6 @@ def test_recorded_meta_test_is_the_evaluated_one(name, repo_root):
     np.testing.assert_allclose(recording.returns, np.asarray(curve.returns), rtol=1e-5, atol=1e-5)
     num_stages = len(algo.stage_labels())
     assert recording.qpos.shape == (2, num_stages, 8, family.mj_model.nq)
-    assert recording.labels[0] in ("before adaptation", "episode 1 of the trial")
+    assert recording.labels[0] in ("before adaptation", "episode 1 of the trial", "policy")
     steps = np.linalg.norm(np.diff(recording.qpos, axis=2), axis=-1)
     assert np.all(steps > 0) and np.all(steps < 0.5)
