@@ -39,7 +39,7 @@ class WandbLogger:
         self._wandb = wandb
         self.run = wandb.init(project=project, entity=entity, name=name or os.path.basename(os.path.normpath(logdir)),
                               group=group, id=run_id(logdir), resume="allow", config=config,
-                              dir=os.environ.get("WANDB_DIR", logdir), reinit="create_new")
+                              dir=os.environ.get("WANDB_DIR", logdir))
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
         self.run.log(scalars, step=step)
