@@ -105,8 +105,8 @@ def test_recorded_meta_test_is_the_evaluated_one(name, repo_root):
     from metarl_jax import algos, envs
 
     family = envs.make(f"{repo_root / 'examples' / 'mjcf_family' / 'goal_slider.py'}:GoalSlider", episode_length=8)
-    overrides = {"gru_size" if name == "rl2" else "hidden_sizes": 8 if name == "rl2" else (8,), "eval_num_tasks": 2,
-                 **({SLOW_ALGOS[name]: 2} if SLOW_ALGOS[name] else {})}
+    network = {"rl2": {"gru_size": 8}, "ddpg": {"hidden_sizes": (8, 8)}}.get(name, {"hidden_sizes": (8,)})
+    overrides = {**network, "eval_num_tasks": 2, **({SLOW_ALGOS[name]: 2} if SLOW_ALGOS[name] else {})}
     config = algos.preset(name, "smoke").replace(**overrides)
     algo = algos.make(name, family, config)
     ts = algo.init(jax.random.key(0))
