@@ -107,7 +107,7 @@ def run_method(run: claims.Run, protocols: dict[str, claims.Protocol], logdir: s
     else:
         t0 = time.perf_counter()
         argv = ["train", *run.train_args(), f"--num_seeds={seeds}", "--seed=0", f"--logdir={logdir}",
-                "--progress=false"]
+                "--progress=false", "--figures=false"]  # the harness draws its own figures
         code, stderr = _launcher(train.cli, argv, quiet)
         if code != 0:
             raise ValueError(f"{run.label}: experiments.train failed: {stderr.strip().splitlines()[-1:]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 
 from metarl_jax import estimators, optim
 from metarl_jax.algos.config import AlgoConfig, in_range, non_negative, one_of, positive, unit_interval
-from metarl_jax.evaluation import SCHEDULES, AdaptationCurve, adaptation_curve
+from metarl_jax.evaluation import SCHEDULES, AdaptationCurve, AdaptationTrace, adaptation_trace
 from metarl_jax.networks import ACTIVATIONS, DiagGaussian, Policy, float_dtype, make_gaussian_policy
 from metarl_jax.rollout import Trajectory, rollout, score
 
@@ -184,7 +185,7 @@ def optimizer_metrics(info: dict[str, jax.Array]) -> dict[str, jax.Array]:
     return {f"train/{k}": jnp.asarray(v, float_dtype()) for k, v in info.items() if k != "nonfinite"}
 
 
-def policy_adaptation_curve(
+def policy_adaptation_trace(
     family: Any,
     policy: Policy,
     params: Any,
@@ -192,13 +193,15 @@ def policy_adaptation_curve(
     key: jax.Array,
     config: Any,
     lr: Any,
-) -> AdaptationCurve:
+    keep: Callable[[Trajectory], Any] = lambda batch: (),
+) -> AdaptationTrace:
     """Meta-test by fine-tuning the policy itself with VPG steps (MAML's protocol).
 
     ``lr`` is a scalar or a pytree like ``params`` (Meta-SGD's per-parameter rates); step k
     uses ``lr`` times the ``eval_schedule`` factor. Reads ``eval_episodes_per_task``,
     ``eval_adaptation_steps``, ``eval_reward`` and ``eval_schedule`` from ``config``; adapts
-    with the eval reward, as at meta-test only that reward is observed.
+    with the eval reward, as at meta-test only that reward is observed. ``keep(batch)`` is kept
+    for every batch (``AdaptationTrace.kept``; e.g. the recorded qpos of a video).
     """
     scales = SCHEDULES[config.eval_schedule](1.0, config.eval_adaptation_steps)
     if jax.tree.structure(lr) != jax.tree.structure(params):
@@ -214,4 +217,15 @@ def policy_adaptation_curve(
                                                             trajectories.mask))(p)
         return jax.tree.map(lambda x, a, g: x + scale * a * g, p, lr, grads)
 
-    return adaptation_curve(sample, update, params, tasks, key, scales)
+    return adaptation_trace(sample, update, params, tasks, key, scales, keep)
+
+
+def policy_adaptation_curve(family: Any, policy: Policy, params: Any, tasks: Any, key: jax.Array, config: Any,
+                            lr: Any) -> AdaptationCurve:
+    """The returns of ``policy_adaptation_trace``."""
+    return AdaptationCurve(policy_adaptation_trace(family, policy, params, tasks, key, config, lr).returns)
+
+
+def first_episode_qpos(batch: Trajectory) -> Any:
+    """The recorded qpos of a batch's first episode, [T, nq] (``keep`` of the video recordings)."""
+    return batch.qpos[0]

@@ -322,6 +322,12 @@ class MAML(Algorithm):
         return common.policy_adaptation_curve(self.family, self.policy, self.policy_params(ts.params),
                                               self.shard(tasks), key, self.config, self.eval_step_sizes(ts.params))
 
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        trace = common.policy_adaptation_trace(self.family, self.policy, self.policy_params(ts.params),
+                                               self.shard(tasks), key, self.config, self.eval_step_sizes(ts.params),
+                                               keep=common.first_episode_qpos)
+        return trace.returns, trace.kept
+
     def eval_step_sizes(self, meta_params: Any) -> Any:
         """Meta-test α as a pytree like θ: ``eval_lr``, else ``step_sizes``; 0 for log σ unless
         ``inner_adapts_log_std``."""

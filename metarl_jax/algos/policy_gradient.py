@@ -102,6 +102,11 @@ class _PolicyGradient(Algorithm):
         return common.policy_adaptation_curve(self.family, self.policy, ts.params, self.shard(tasks), key,
                                               self.config, self.config.eval_lr)
 
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        trace = common.policy_adaptation_trace(self.family, self.policy, ts.params, self.shard(tasks), key,
+                                               self.config, self.config.eval_lr, keep=common.first_episode_qpos)
+        return trace.returns, trace.kept
+
 
 class VPG(_PolicyGradient):
     name = "vpg"

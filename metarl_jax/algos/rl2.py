@@ -172,11 +172,23 @@ class RL2(Algorithm):
         }
         return ts, metrics
 
+    def meta_test_trials(self, ts: TrainState, tasks: Any, key: jax.Array):
+        """``eval_trials_per_task`` trials per held-out task, [tasks, trials, K, T, ...]."""
+        cfg = self.config
+        observed = cfg.eval_reward if cfg.eval_observe == "eval_reward" else cfg.train_reward
+        return rollout_trials(self.family, self.policy, ts.params, self.shard(tasks), key, cfg.episodes_per_trial,
+                              observed, cfg.eval_trials_per_task)
+
     def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
         """Meta-test: ``eval_trials_per_task`` trials per held-out task; returns [tasks, K], entry k − 1 the
         mean ``eval_reward`` return of episode k."""
-        cfg = self.config
-        observed = cfg.eval_reward if cfg.eval_observe == "eval_reward" else cfg.train_reward
-        trials = rollout_trials(self.family, self.policy, ts.params, self.shard(tasks), key, cfg.episodes_per_trial,
-                                observed, cfg.eval_trials_per_task)
-        return AdaptationCurve(jnp.mean(trials.episode_returns(cfg.eval_reward), axis=1))
+        trials = self.meta_test_trials(ts, tasks, key)
+        return AdaptationCurve(jnp.mean(trials.episode_returns(self.config.eval_reward), axis=1))
+
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        """The meta-test's trials; stage k: episode k of each task's first trial."""
+        trials = self.meta_test_trials(ts, tasks, key)
+        return jnp.mean(trials.episode_returns(self.config.eval_reward), axis=1), trials.episodes.qpos[:, 0]
+
+    def stage_labels(self) -> list[str]:
+        return [f"episode {k} of the trial" for k in range(1, self.config.episodes_per_trial + 1)]

@@ -148,6 +148,7 @@ class Adaptation(NamedTuple):
     buffer: B^K.   post: τ^{K+1} and its advantages.   returns: mean return of batches 1..K+1, [K + 1].
     warmup_return: mean return of the warm-up batch (0 without a buffer).
     embeddings: h¹ .. h^{K+1}, [K + 1, d].
+    qpos: the first episode of batches 1..K+1, [K + 1, T, nq], when the family records qpos (videos); else ().
     """
 
     grad_sum: Any
@@ -156,6 +157,7 @@ class Adaptation(NamedTuple):
     returns: jax.Array
     warmup_return: jax.Array
     embeddings: jax.Array
+    qpos: Any = ()
 
 
 def with_embedding(trajectories: Trajectory, embedding: jax.Array) -> Trajectory:
@@ -303,8 +305,9 @@ class TESP(Algorithm):
             batch, (zeros, buffer), (indices, keys))
         post = jax.tree.map(lambda x: x[-1], (trajectories, adv))
         warmup_return = returns[0] if self.uses_buffer else jnp.zeros((), returns.dtype)
+        visited = jax.tree.map(lambda x: x[1 - first:, 0], trajectories.qpos)
         return jax.lax.stop_gradient(Adaptation(grad_sum, buffer, post, returns[1 - first:], warmup_return,
-                                                embeddings[1 - first:]))
+                                                embeddings[1 - first:], visited))
 
     # -- the outer loop (Algorithm 1, line 12) ----------------------------------------------
 
@@ -366,11 +369,18 @@ class TESP(Algorithm):
 
     # -- meta-test ---------------------------------------------------------------------------
 
-    def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
-        """Returns after 0..K fast updates on ``tasks`` (any split), [tasks, K + 1]."""
+    def meta_test(self, ts: TrainState, tasks: Any, key: jax.Array) -> Adaptation:
+        """Every task of ``tasks`` (any split) adapted with K fast updates (vmapped; its ``returns`` [tasks, K + 1])."""
         cfg = self.config
         tasks = self.shard(tasks)
         keys = self.shard(jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0]))
-        adaptations = jax.vmap(self.adapt_task, in_axes=(None, 0, 0, None, None, None))(
+        return jax.vmap(self.adapt_task, in_axes=(None, 0, 0, None, None, None))(
             ts.params, tasks, keys, cfg.eval_episodes_per_task, cfg.eval_adaptation_steps, cfg.eval_reward)
-        return AdaptationCurve(adaptations.returns)
+
+    def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
+        """Returns after 0..K fast updates on ``tasks`` (any split), [tasks, K + 1]."""
+        return AdaptationCurve(self.meta_test(ts, tasks, key).returns)
+
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        adaptations = self.meta_test(ts, tasks, key)
+        return adaptations.returns, adaptations.qpos
