@@ -46,26 +46,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from metarl_jax import replay
-from metarl_jax.algos import common, pearl_context
+from metarl_jax.algos import common, pearl_context, pearl_sac
 from metarl_jax.algos.base import Algorithm, TrainState, new_train_state, split_rng
 from metarl_jax.algos.config import AlgoConfig, non_negative, one_of, positive, unit_interval
-from metarl_jax.algos.offpolicy import adam_step, make_to_env, soft_update
+from metarl_jax.algos.offpolicy import make_to_env
 from metarl_jax.collector import Collector, Transition
 from metarl_jax.envs.wrappers import with_episode_length
 from metarl_jax.evaluation import AdaptationCurve
-from metarl_jax.networks import (
-    ACTIVATIONS,
-    DDPG_OUTPUT_UNIFORM,
-    MLP,
-    float_dtype,
-    make_q_function,
-    make_tanh_gaussian_policy,
-)
-
-CRITIC_TARGETS = ("value", "twin_q")
+from metarl_jax.networks import ACTIVATIONS, float_dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +92,7 @@ class Config(AlgoConfig):
     kl_lambda: float = non_negative(0.1)
     policy_mean_reg_weight: float = non_negative(1e-3)
     policy_std_reg_weight: float = non_negative(1e-3)
-    critic_target: str = one_of("value", CRITIC_TARGETS)
+    critic_target: str = one_of("value", pearl_sac.CRITIC_TARGETS)
     # Context.
     information_bottleneck: bool = True
     use_next_obs_in_context: bool = False
@@ -159,7 +149,7 @@ PRESETS: dict[str, Config] = {
 PRESETS["paper"] = PRESETS["cheetah_vel"]
 
 
-class PEARL(Algorithm):
+class PEARL(pearl_sac.ContextualSAC, Algorithm):
     name = "pearl"
     Config = Config
     curve_x_label = "trajectories of context"
@@ -172,15 +162,7 @@ class PEARL(Algorithm):
             if getattr(cfg, name) % horizon:
                 raise ValueError(f"config field {name!r} ({getattr(cfg, name)}) must be a multiple of the episode "
                                  f"length {horizon}: z is resampled once per episode-length chunk")
-        obs_size, action_size, latent = family.observation_size, family.action_size, cfg.latent_size
-        self.encoder = pearl_context.make_context_encoder(
-            pearl_context.context_size(obs_size, action_size, cfg.use_next_obs_in_context), latent,
-            cfg.encoder_hidden_sizes, cfg.activation, cfg.information_bottleneck)
-        self.policy = make_tanh_gaussian_policy(obs_size + latent, action_size, cfg.hidden_sizes, cfg.activation,
-                                                False, cfg.min_std)
-        self.critic = make_q_function(obs_size + latent, action_size, cfg.hidden_sizes, cfg.activation,
-                                      num_critics=2)
-        self.value = MLP(cfg.hidden_sizes, 1, cfg.activation, output_uniform=DDPG_OUTPUT_UNIFORM)
+        self.setup_networks(family.observation_size, family.action_size)
         self.train_tasks = family.task_set("train", cfg.num_train_tasks)
         self.replay = replay.make_replay_buffer(cfg.buffer_size, num_tasks=cfg.num_train_tasks)
         self.encoder_capacity = max(cfg.num_initial_steps, cfg.num_steps_prior + cfg.num_steps_posterior)
@@ -188,12 +170,6 @@ class PEARL(Algorithm):
         self.to_env = make_to_env(family)
         self.collector = Collector(family, cfg.num_tasks_sample)
         self.initial_collector = Collector(family, cfg.num_train_tasks)
-        self.txs = {"critic": optax.multi_transform({"encoder": optax.adam(cfg.context_lr),
-                                                     "critic": optax.adam(cfg.qf_lr)},
-                                                    {"encoder": "encoder", "critic": "critic"}),
-                    "actor": optax.adam(cfg.policy_lr)}
-        if cfg.critic_target == "value":
-            self.txs["value"] = optax.adam(cfg.vf_lr)
         self._jit_init = jax.jit(self._init)
 
     # -- state -----------------------------------------------------------------------------------
@@ -210,26 +186,19 @@ class PEARL(Algorithm):
 
     def _init(self, key: jax.Array) -> TrainState:
         cfg = self.config
-        keys = jax.random.split(key, 6)
-        obs_z = jnp.zeros((self.family.observation_size + cfg.latent_size,), float_dtype())
-        params = {"encoder": self.encoder.init(keys[0]), "critic": self.critic.init(keys[1]),
-                  "actor": self.policy.init(keys[2])}
-        if cfg.critic_target == "value":
-            params["value"] = self.value.init(keys[3], obs_z)
-        opt_state = {"critic": self.txs["critic"].init({"encoder": params["encoder"], "critic": params["critic"]}),
-                     **{name: self.txs[name].init(params[name]) for name in ("actor", "value") if name in self.txs}}
-        target = params["value"] if cfg.critic_target == "value" else params["critic"]
+        network_key, collect_key, rng = jax.random.split(key, 3)
+        params, opt_state, target = self.init_networks(network_key)
         # Algorithm 1's first pass (oyster's it_ == 0): num_initial_steps per training task with z ~ N(0, I).
         phases = ((cfg.num_initial_steps // self.horizon, False, True),)
         transitions, encoder_items, episodes = self.collect(params, self.train_tasks, self.initial_collector,
-                                                            phases, keys[4])
+                                                            phases, collect_key)
         example = self.example_transition()
         buffers = {"replay": self.replay.add(self.replay.init(example), transitions),
                    "encoder": self.encoder_buffer.add(self.encoder_buffer.init(example), encoder_items)}
         extras = {"target": target, "buffers": buffers,
                   "env_steps": jnp.asarray(cfg.num_train_tasks * cfg.num_initial_steps, jnp.int32),
                   "last_return": episodes.mean_return(0.0).astype(float_dtype())}
-        return new_train_state(params, opt_state, keys[5], extras)
+        return new_train_state(params, opt_state, rng, extras)
 
     # -- acting and collecting -------------------------------------------------------------------
 
@@ -289,78 +258,6 @@ class PEARL(Algorithm):
             (jax.random.split(key, len(posterior)), jnp.asarray(posterior), jnp.asarray(to_encoder)))
         transitions = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape(num_envs, -1, *x.shape[3:]), transitions)
         return transitions, encoder_data, episodes
-
-    # -- one gradient step -----------------------------------------------------------------------
-
-    def critic_loss(self, trainable: Any, target: Any, actor_params: Any, context: jax.Array, batch: Transition,
-                    key: jax.Array):
-        """Σ_j mean (Q_j(s, a, z) − y)² + λ_KL Σ_i KL(q(z|c^i) ‖ N(0, I)), z ~ q_φ(z | c^i) reparameterised."""
-        cfg = self.config
-        z_key, next_key = jax.random.split(key)
-        posterior = self.encoder.posterior(trainable["encoder"], context)  # [M, latent]
-        z = posterior.sample(z_key)
-        z_batch = jnp.broadcast_to(z[:, None, :], (*batch.reward.shape, cfg.latent_size))
-        q = self.critic.apply(trainable["critic"], jnp.concatenate([batch.obs, z_batch], -1), batch.action)
-        y = self.target(target, actor_params, batch, jax.lax.stop_gradient(z_batch), next_key)
-        kl = jnp.sum(posterior.kl_to_prior()) if cfg.information_bottleneck else jnp.zeros((), q.dtype)
-        loss = jnp.sum(jnp.mean((q - y[..., None]) ** 2, axis=(0, 1))) + cfg.kl_lambda * kl
-        return loss, (z, kl, jnp.mean(q), jnp.mean(posterior.variance))
-
-    def target(self, target: Any, actor_params: Any, batch: Transition, z: jax.Array, key: jax.Array) -> jax.Array:
-        """y = scale·r + γ (1 − termination) V̄(s′, z)  (twin_q: min_j Q̄_j(s′, ã′, z) − log π(ã′|s′, z))."""
-        cfg = self.config
-        next_obs_z = jnp.concatenate([batch.next_obs, z], -1)
-        if cfg.critic_target == "value":
-            next_value = self.value.apply(target, next_obs_z)[..., 0]
-        else:
-            next_action, next_log_prob = self.policy.apply(actor_params, next_obs_z).sample_with_log_prob(key)
-            next_value = jnp.min(self.critic.apply(target, next_obs_z, next_action), axis=-1) - next_log_prob
-        y = cfg.reward_scale * batch.reward + cfg.discount * (1.0 - batch.termination) * next_value
-        return jax.lax.stop_gradient(y)
-
-    def actor_loss(self, actor_params: Any, critic_params: Any, obs_z: jax.Array, key: jax.Array):
-        """mean(log π(ã|s, z̄) − min_j Q_j(s, ã, z̄)) + mean-and-log-std regularisers; aux: V's target."""
-        cfg = self.config
-        dist = self.policy.apply(actor_params, obs_z)
-        action, log_prob = dist.sample_with_log_prob(key)
-        min_q = jnp.min(self.critic.apply(critic_params, obs_z, action), axis=-1)
-        regulariser = (cfg.policy_mean_reg_weight * jnp.mean(dist.mean**2)
-                       + cfg.policy_std_reg_weight * jnp.mean(dist.log_std**2))
-        return jnp.mean(log_prob - min_q) + regulariser, (jax.lax.stop_gradient(min_q - log_prob), -jnp.mean(log_prob))
-
-    def value_loss(self, value_params: Any, obs_z: jax.Array, value_target: jax.Array):
-        return jnp.mean((self.value.apply(value_params, obs_z)[..., 0] - value_target) ** 2), ()
-
-    def gradient_step(self, params, opt_state, target, context: jax.Array, batch: Transition, key: jax.Array):
-        cfg = self.config
-        critic_key, actor_key = jax.random.split(key)
-        trainable = {"encoder": params["encoder"], "critic": params["critic"]}
-        trainable, critic_opt, critic_loss, (z, kl, q_mean, z_var), critic_norm, critic_ok = adam_step(
-            self.txs["critic"], self.critic_loss, trainable, opt_state["critic"], target, params["actor"], context,
-            batch, critic_key)
-        z_batch = jnp.broadcast_to(jax.lax.stop_gradient(z)[:, None, :], (*batch.reward.shape, cfg.latent_size))
-        obs_z = jnp.concatenate([batch.obs, z_batch], -1)
-        # The actor (and V's target) use the critics just updated, as oyster's _take_step does.
-        actor, actor_opt, actor_loss, (value_target, entropy), actor_norm, actor_ok = adam_step(
-            self.txs["actor"], self.actor_loss, params["actor"], opt_state["actor"], trainable["critic"], obs_z,
-            actor_key)
-        params = {**params, **trainable, "actor": actor}
-        opt_state = {**opt_state, "critic": critic_opt, "actor": actor_opt}
-        info = {"train/critic_loss": critic_loss, "train/actor_loss": actor_loss, "train/kl": kl,
-                "train/q_mean": q_mean, "train/z_variance": z_var, "train/entropy": entropy,
-                "train/critic_grad_norm": critic_norm, "train/actor_grad_norm": actor_norm}
-        oks = [critic_ok, actor_ok]
-        if cfg.critic_target == "value":
-            value, value_opt, value_loss, _, _, value_ok = adam_step(
-                self.txs["value"], self.value_loss, params["value"], opt_state["value"], obs_z, value_target)
-            params, opt_state = {**params, "value": value}, {**opt_state, "value": value_opt}
-            target = soft_update(target, value, cfg.tau)
-            info["train/value_loss"] = value_loss
-            oks.append(value_ok)
-        else:
-            target = soft_update(target, params["critic"], cfg.tau)
-        info["nonfinite"] = len(oks) - sum(ok.astype(jnp.int32) for ok in oks)
-        return params, opt_state, target, info
 
     # -- one meta-iteration ----------------------------------------------------------------------
 
