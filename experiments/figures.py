@@ -215,7 +215,8 @@ def compare(f: Any) -> list[str]:
         mean, low, high, interval = curve_interval(data)
         curves.append({"label": label, "logdir": logdir, "algo": data.get("algo"), "env": data.get("env"),
                        "split": data.get("split"), "reward": data.get("reward"), "step": data.get("step"),
-                       "mean": mean, "low": low, "high": high, "interval": interval})
+                       "x_label": data.get("x_label", "adaptation iteration"), "mean": mean, "low": low,
+                       "high": high, "interval": interval})
     envs = sorted({str(c["env"]) for c in curves})
     rewards = sorted({str(c["reward"]) for c in curves})
     for what, values in (("env", envs), ("reward", rewards)):

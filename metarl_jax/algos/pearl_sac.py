@@ -125,11 +125,11 @@ class ContextualSAC:
                 "train/critic_grad_norm": critic_norm, "train/actor_grad_norm": actor_norm}
         oks = [critic_ok, actor_ok]
         if cfg.critic_target == "value":
-            value, value_opt, value_loss, _, _, value_ok = adam_step(
+            value, value_opt, value_loss, _, value_norm, value_ok = adam_step(
                 self.txs["value"], self.value_loss, params["value"], opt_state["value"], obs_z, value_target)
             params, opt_state = {**params, "value": value}, {**opt_state, "value": value_opt}
             target = soft_update(target, value, cfg.tau)
-            info["train/value_loss"] = value_loss
+            info["train/value_loss"], info["train/value_grad_norm"] = value_loss, value_norm
             oks.append(value_ok)
         else:
             target = soft_update(target, params["critic"], cfg.tau)
