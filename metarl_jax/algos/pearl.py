@@ -325,9 +325,11 @@ class PEARL(pearl_sac.ContextualSAC, Algorithm):
             action = act((), state.obs[None], step_key)[0][0]
             stepped = self.family.step(state, self.to_env(action))
             truncation = stepped.info["truncation"]
+            extras = {"sparse_reward": stepped.info["sparse_reward"]}
+            if "position" in stepped.info:  # 2-D families: what the posterior-sampling figure draws
+                extras.update(position=state.info["position"], next_position=stepped.info["position"])
             transition = Transition(state.obs, action, stepped.reward, stepped.obs,
-                                    stepped.done * (1.0 - truncation), truncation,
-                                    {"sparse_reward": stepped.info["sparse_reward"]})
+                                    stepped.done * (1.0 - truncation), truncation, extras)
             state = jax.tree.map(lambda new, old: jnp.where(alive > 0, new, old), stepped, state)
             return (state, alive * (1.0 - stepped.done)), (transition, alive)
 
