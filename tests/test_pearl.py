@@ -16,7 +16,7 @@ from metarl_jax.algos import pearl, pearl_context
 from metarl_jax.collector import Transition
 from tests import equivalence as eq
 from tests.bandit import LinearGaussianBandit
-from tests.test_launcher import last_record, records, restore_params, train_main
+from tests.test_launcher import keep_built_algorithms, last_record, records, restore_params, train_main
 
 SMOKE = algos.preset("pearl", "smoke")
 
@@ -157,18 +157,8 @@ def monkeypatch_module():
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory, monkeypatch_module):
     """Two meta-iterations straight, and one + one resumed (with the state after the first kept)."""
-    from experiments import common
-
     envs.register("linear_gaussian_bandit", LinearGaussianBandit, overwrite=True)
-    built = []
-    build = common.RunSpec.build
-
-    def keep(spec, *args, **kwargs):
-        family, algo = build(spec, *args, **kwargs)
-        built.append(algo)
-        return family, algo
-
-    monkeypatch_module.setattr(common.RunSpec, "build", keep)
+    built = keep_built_algorithms(monkeypatch_module)
     base = tmp_path_factory.mktemp("pearl_bandit")
     straight, resumed = base / "straight", base / "resumed"
     code, stderr = train_main([*LAUNCH, "--num_steps=2", f"--logdir={straight}"])
