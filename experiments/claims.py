@@ -122,12 +122,12 @@ def paired_interval(x: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _after_steps(step: int, curve: np.ndarray) -> str:
+def _after_steps(step: int, curve: np.ndarray, units: tuple[str, str] = ("test step", "test steps")) -> str:
     """A statement's ' after K test steps' (nothing for a single-task learner's one-point curve)."""
     if curve.shape[-1] == 1:
         return ""
     k = step % curve.shape[-1]
-    return f" after {k} test step{'s' if k != 1 else ''}"
+    return f" after {k} {units[k != 1]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,13 +166,16 @@ class Improves:
     method: str
     step: int = -1
     what: str = "return"
+    # What the curve's index counts, singular and plural (PEARL: trajectories of context).
+    units: tuple[str, str] = ("test step", "test steps")
+    before: str = "pre-update"  # what index 0 is (PEARL: "first trajectory's (z ~ prior)")
 
     def decide(self, curves: Mapping[str, np.ndarray]) -> Verdict:
         if self.method not in curves:
             return Verdict(f"{self.method} improves with adaptation", None, reason=f"no run of {self.method}")
         curve = curves[self.method]
-        statement = (f"{self.method}'s {self.what}{_after_steps(self.step, curve)} exceeds its "
-                     f"pre-update {self.what}")
+        statement = (f"{self.method}'s {self.what}{_after_steps(self.step, curve, self.units)} exceeds its "
+                     f"{self.before} {self.what}")
         if len(curve) < 2:
             return Verdict(statement, None, reason="one seed gives no interval")
         difference, low, high = paired_interval(curve[:, self.step] - curve[:, 0])

@@ -344,7 +344,8 @@ register(Claim(
 # (PEARL's protocol: PEARL's curve against the rivals' asymptotes), and PEARL's return after its trajectories of
 # context over its first trajectory (z ~ prior). The floor 0.5: one step inside the goal region.
 PEARL_STATISTICS = (FewerEnvSteps("PEARL", ("ProMP", "MAML"), what="sparse meta-test return", min_threshold=0.5),
-                    Improves("PEARL", what="sparse return"))
+                    Improves("PEARL", what="sparse return", units=("trajectory of context", "trajectories of context"),
+                             before="first trajectory's (z ~ prior)"))
 PEARL_SMOKE = ("hidden_sizes=8", "encoder_hidden_sizes=8", "num_train_steps_per_itr=2", "eval_num_tasks=2",
                "eval_adaptation_steps=1", "num_exp_traj_eval=1")
 # CPU scale: networks 3 x 64 (paper 3 x 300), 5 tasks per iteration with 100 prior + 400 posterior steps (paper
