@@ -446,7 +446,7 @@ def posterior(f: Any) -> list[str]:
         after = np.asarray(transitions.extras["next_position"][0])
         positions = np.concatenate([before, after[:, -1:]], axis=1)  # [K + 1, T + 1, 2]
         prior = int(algo.config.num_exp_traj_eval)
-        panels.append((f"{label}: trajectory k = 0..{len(positions) - 1} (dark → light; k < {prior}: z ~ prior)",
+        panels.append((f"{label}: k = 0..{len(positions) - 1}, dark → light\n(k < {prior}: z ~ prior, then q(z | c))",
                        positions))
         data.append({"label": label, "logdir": logdir, "algo": spec.algo, "step": int(np.ravel(ts.step)[0]),
                      "positions": positions, "alive": np.asarray(alive[0]), "num_exp_traj_eval": prior,
@@ -455,7 +455,7 @@ def posterior(f: Any) -> list[str]:
     goals = task_goals(goal)
     paths = _write(f.out, "posterior", {"env": spec.env, "split": f.split, "goal_radius": radius, "runs": data})
     plot_exploration_trajectories(panels, paths[0], goals=goals, goal_radius=radius,
-                                  title=f"posterior sampling on one {f.split} goal of {spec.env}")
+                                  title=f"posterior sampling, one {f.split} goal\n({spec.env})")
     return paths
 
 

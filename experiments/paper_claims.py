@@ -359,15 +359,16 @@ PEARL_RIVALS_CPU = ("hidden_sizes=64,64", "meta_batch_size=10", "episodes_per_ta
 
 def _pearl_runs(env: str, pearl_steps: int, rival_steps: int, pearl: tuple[str, ...] = (),
                 rivals: tuple[str, ...] = (), env_kwargs: tuple[str, ...] = (), evaluations: int = 5,
-                preset: str | None = None) -> tuple[Run, ...]:
-    """PEARL against ProMP and MAML, each evaluated ``evaluations`` times on the way (its learning curve)."""
+                preset: str | None = None, pearl_evaluations: int | None = None) -> tuple[Run, ...]:
+    """PEARL against ProMP and MAML, each evaluated ``evaluations`` times on the way (its learning curve; PEARL
+    ``pearl_evaluations`` times, default the same)."""
     from metarl_jax import algos
 
     every = lambda steps: max(1, steps // evaluations)  # noqa: E731
     own = lambda algo: preset if preset in algos.presets(algo) else None  # noqa: E731  (else the paper defaults)
     return (
         Run("PEARL", "pearl", env, pearl_steps, preset or env, pearl, env_kwargs, log_every=1,
-            eval_every=every(pearl_steps)),
+            eval_every=max(1, pearl_steps // (pearl_evaluations or evaluations))),
         Run("ProMP", "promp", env, rival_steps, own("promp"), rivals, env_kwargs, eval_every=every(rival_steps)),
         Run("MAML", "maml", env, rival_steps, own("maml"), rivals, env_kwargs, eval_every=every(rival_steps)),
     )
@@ -384,16 +385,17 @@ register(Claim(
             preset="smoke")[::2], PEARL_STATISTICS, Protocol(reward="sparse")),), seeds=2,
             notes="Pipeline check only (PEARL against MAML)."),
         "cpu": Scaled((Panel("point_semicircle, sparse reward", _pearl_runs(
-            "point_semicircle", 15, 100, PEARL_CPU, PEARL_RIVALS_CPU, preset="point_semicircle"), PEARL_STATISTICS,
+            "point_semicircle", 40, 100, PEARL_CPU, PEARL_RIVALS_CPU, preset="point_semicircle", pearl_evaluations=10),
+            PEARL_STATISTICS,
             Protocol(reward="sparse")),),
             notes=("PEARL's sparse point robot (goals on the unit semicircle, reward within 0.2 of the goal, 20-step "
                    "episodes; dense reward for the SAC and the on-policy methods' training, sparse for PEARL's "
-                   "context and every meta-test). PEARL: 15 iterations of oyster's sparse-point settings scaled "
+                   "context and every meta-test). PEARL: 40 iterations of oyster's sparse-point settings scaled "
                    "down (" + ", ".join(PEARL_CPU) + "); meta-test 20 goals x 20 trajectories, the first 5 with "
                    "z ~ prior. ProMP and MAML: 100 iterations of 10 tasks x 20 episodes (paper 40 x 20), "
-                   "(64, 64) policies, one meta-test gradient step on 20 goals x 10 episodes. Every method is "
-                   "evaluated 5 times during training; the threshold is the best rival's final sparse return "
-                   "(at least 0.5).")),
+                   "(64, 64) policies, one meta-test gradient step on 20 goals x 10 episodes. PEARL is "
+                   "evaluated 10 times during training, the rivals 5 times; the threshold is the best rival's "
+                   "final sparse return (at least 0.5).")),
         "paper": Scaled(tuple(Panel(family, _pearl_runs(family, 500, 1001, rivals=(f"eval_reward={reward}",),
                                                         preset=family, evaluations=20),
                                     PEARL_STATISTICS[:1], Protocol(reward=reward))
