@@ -11,8 +11,9 @@ One record per (family, config):
 * ``replay_bytes``, ``encoder_buffer_bytes`` (with ``replay_capacity_per_task`` × ``num_train_tasks``, the
   encoder buffer's capacity) and ``peak_bytes``: the buffers live on the device in the train state.
 * with ``project``: the seconds of one gradient step and of the rest of an iteration, from a second
-  measurement with twice the gradient steps (t = fixed + g · steps), and the projected wall clock of the
-  paper's budget (``budget_iterations`` iterations of ``paper_train_steps`` gradient steps each, plus
+  measurement with twice the gradient steps (t = fixed + g · steps, ``projection``: only where the fit is
+  positive, else a lower bound), and the projected wall clock of the paper's budget
+  (``budget_iterations`` iterations of ``paper_train_steps`` gradient steps each, plus
   the initial collection): oyster's cheetah-vel is 500 × (5 × 1000) + 100 × 2000 ≈ 2.7M env steps,
   2000 gradient steps per iteration.
 """
@@ -100,17 +101,31 @@ def measure_pearl(env_name: str, overrides: dict[str, Any] | None = None, preset
     if project:  # t(steps) = fixed + g · steps, from this iteration and one with twice the gradient steps
         doubled, _ = _build(env_name, preset, {**overrides,
                                                "num_train_steps_per_itr": 2 * cfg.num_train_steps_per_itr})
-        seconds_doubled = _time_iteration(doubled, iterations, repeats)["seconds"]
-        per_step = max((seconds_doubled - seconds) / cfg.num_train_steps_per_itr, 0.0)
-        fixed = max(seconds - per_step * cfg.num_train_steps_per_itr, 0.0)
-        record.update({
-            "seconds_per_gradient_step": per_step,
-            "collection_seconds_per_iteration": fixed,
-            "budget_iterations": budget_iterations,
-            "budget_env_steps": float(record["initial_env_steps"] + budget_iterations * env_steps),
-            "budget_gradient_steps": float(budget_iterations * paper_train_steps),
-            "projected_budget_s": measured["init_s"] + budget_iterations * (fixed + per_step * paper_train_steps),
-        })
+        record["seconds_per_iteration_doubled"] = _time_iteration(doubled, iterations, repeats)["seconds"]
+        record.update(projection(record, budget_iterations, paper_train_steps))
+    return record
+
+
+def projection(record: dict[str, Any], budget_iterations: int = 500, paper_train_steps: int = 2000) -> dict:
+    """The paper budget's wall clock from the two measurements of ``record``. The fit t = fixed + g · steps is
+    used only where both parts come out positive; under timing noise larger than the doubled gradient steps'
+    cost it is not, and then only a lower bound is given: the paper's iterations take at least the measured
+    one (they have at least as many gradient steps)."""
+    steps = record["gradient_steps_per_iteration"]
+    seconds, doubled = record["seconds_per_iteration"], record["seconds_per_iteration_doubled"]
+    per_step = (doubled - seconds) / steps
+    fixed = seconds - per_step * steps
+    env_steps = record["initial_env_steps"] + budget_iterations * record["env_steps_per_iteration"]
+    out = {"budget_iterations": budget_iterations, "budget_env_steps": float(env_steps),
+           "budget_gradient_steps": float(budget_iterations * paper_train_steps),
+           "projected_budget_s_lower": record["init_s"] + budget_iterations * seconds}
+    if per_step > 0 and fixed > 0:
+        out.update({"seconds_per_gradient_step": per_step, "collection_seconds_per_iteration": fixed,
+                    "projected_budget_s": record["init_s"]
+                    + budget_iterations * (fixed + per_step * paper_train_steps)})
+    return out
+
+
     return record
 
 

@@ -209,19 +209,20 @@ def pearl_table(records: list[dict]) -> str:
     rows = []
     for r in records:
         low, high = r["seconds_per_iteration_spread"]
-        projected = r.get("projected_budget_s")
+        projected, lower = r.get("projected_budget_s"), r.get("projected_budget_s_lower")
         rows.append([
             r["env"], str(r["preset"]), f"{r['num_train_tasks']} ({r['num_tasks_sample']} sampled)",
             f"{r['meta_batch']}×{r['batch_size']} (+{r['embedding_batch_size']})",
             "x".join(str(h) for h in r["hidden"]), _num(r["env_steps_per_iteration"]),
             _num(r["gradient_steps_per_iteration"]), _sig(r["seconds_per_iteration"]) + f" ({_sig(low)}–{_sig(high)})",
-            _sig(r["meta_iterations_per_s"]), _num(r["train_env_steps_per_s"]), _num(r["gradient_steps_per_s"]),
+            _sig(r["meta_iterations_per_s"]), _num(r["train_env_steps_per_s"]), _sig(r["gradient_steps_per_s"]),
             _sig(r["compile_s"]),
             f"{r['replay_capacity_per_task']:,} / {r['encoder_capacity_per_task']:,}",
             f"{_sig(r['replay_bytes'] / 2**20)} / {_sig(r['encoder_buffer_bytes'] / 2**20)}",
             _sig(r["peak_bytes"] / 2**20) if r.get("peak_bytes") else "–",
             (f"{_num(r['budget_env_steps'])} steps, {_num(r['budget_gradient_steps'])} grad: "
-             f"**{_sig(projected / 3600)} h**") if projected else "–",
+             + (f"**{_sig(projected / 3600)} h**" if projected else f"≥ {_sig(lower / 3600)} h (fit noisy)"))
+            if projected or lower else "–",
         ])
     return _table(["env", "preset", "train tasks", "meta-batch×batch (+context)", "net", "env steps / it",
                    "grad steps / it", "s / iteration (min–max)", "meta-it/s", "env steps/s", "grad steps/s",
