@@ -1,18 +1,22 @@
 r"""Peer comparison: our single-task PPO against brax's PPO on the same MJX environment.
 
-    python -m benchmarks.peer_ppo --env inverted_pendulum --num_envs 64 --unroll 100 --iterations 10
+    python -m benchmarks.peer_ppo --env inverted_pendulum --num_envs 64 --unroll 100 --iterations 8
 
-Both learners get the same environment object (our ``envs.make(env)`` family; for brax,
-its wrapped ``brax.envs.Env``), the same number of parallel environments, the same
-unroll length (= our horizon), the same number of PPO epochs per batch, a (64, 64) tanh
-policy and the same env-step budget. Reported: training env steps/s (after compilation)
-and the return after the budget.
+Like with like: both learners get the same environment object (our ``envs.make(env)`` family;
+for brax, its wrapped ``brax.envs.Env``), the same number of parallel environments, the same
+unroll length (= our horizon), the same env-step budget and brax's control-suite settings on
+both sides (our ``ppo`` preset ``brax``, ``algos.ppo.BRAX``: γ 0.97, λ 0.95, Adam 3e-4, clip 0.3,
+entropy 1e-2, reward scaling 10, value-loss coefficient 0.5, normalised observations and
+advantages, swish networks), with the budget's epochs and minibatches per update (each minibatch
+the same number of steps on both sides), a (64, 64) policy and a (64, 64) value network. Reported:
+training env steps/s (after compilation) and the mean return of fresh stochastic evaluation
+episodes of the initial and the final policy (brax: its ``eval/episode_reward``, 128 episodes;
+ours: 128 episodes).
 
-Honest differences: our PPO is full-batch (one gradient step per epoch over the whole
-batch, no minibatches) with a linear feature baseline; brax's PPO is configured here
-with one minibatch per epoch too, but learns a value network (64, 64), normalises
-observations and bootstraps truncated episodes. brax reports the mean return of its
-evaluation episodes, we report the mean return of the last training batch.
+Differences that stay: brax's policy is a tanh-squashed Gaussian with a state-dependent σ
+(softplus), ours a Gaussian with a learned state-independent log σ whose actions the family clips;
+brax's environments run on (auto-reset, unroll segments), ours restart every episode; brax 0.14.2
+drops the time-out step from the loss, ours bootstraps it from V(s_T).
 
 brax runs in a subprocess with a timeout: brax 0.14.2 calls APIs that newer jax
 removed. The first attempt runs brax unmodified and records the exception (type,
@@ -43,12 +47,17 @@ from benchmarks.training import measure_training
 HIDDEN = (64, 64)
 
 
-def measure_ours(env_name: str, num_envs: int, unroll: int, iterations: int, epochs: int,
-                 repeats: int = 3) -> dict[str, Any]:
-    """Our PPO: throughput record (with the physics ratio) plus the return after ``iterations`` updates."""
+def our_overrides(num_envs: int, epochs: int, minibatches: int) -> dict[str, Any]:
+    """The ``brax`` preset at the comparison's sizes: one task, ``num_envs`` episodes per update."""
+    return {"ppo_epochs": epochs, "ppo_minibatches": minibatches, "value_hidden_sizes": HIDDEN}
+
+
+def measure_ours(env_name: str, num_envs: int, unroll: int, iterations: int, epochs: int, minibatches: int = 16,
+                 repeats: int = 3, eval_episodes: int = 128) -> dict[str, Any]:
+    """Our PPO (brax preset): throughput record (with the physics ratio) plus the returns after ``iterations``."""
     return measure_training("ppo", env_name, 1, num_envs, unroll, iterations=min(iterations, 2), repeats=repeats,
-                            hidden=HIDDEN, overrides={"ppo_epochs": epochs}, physics_ratio=True,
-                            return_after=iterations)
+                            preset="brax", hidden=HIDDEN, overrides=our_overrides(num_envs, epochs, minibatches),
+                            physics_ratio=True, return_after=iterations, eval_episodes=eval_episodes)
 
 
 def _brax_worker(args: argparse.Namespace) -> None:
@@ -72,13 +81,20 @@ def _brax_worker(args: argparse.Namespace) -> None:
             progress.append({"step": float(step), "t": time.perf_counter() - start,
                              **{k: float(v) for k, v in metrics.items() if "sps" in k or "episode_reward" in k}})
 
+        from metarl_jax.algos.ppo import BRAX
+
         network = functools.partial(ppo_networks.make_ppo_networks, policy_hidden_layer_sizes=HIDDEN,
                                     value_hidden_layer_sizes=HIDDEN)
+        # One update = batch_size x num_minibatches unrolls = every environment once (as ours: num_envs episodes).
         brax_ppo.train(environment=family.env, num_timesteps=args.num_envs * args.unroll * args.iterations,
-                       episode_length=args.unroll, num_envs=args.num_envs, batch_size=args.num_envs,
-                       num_minibatches=1, unroll_length=args.unroll, num_updates_per_batch=args.epochs,
-                       num_evals=args.num_evals, learning_rate=3e-4, entropy_cost=0.0, discounting=0.99,
-                       gae_lambda=0.95, clipping_epsilon=0.2, normalize_observations=True,
+                       episode_length=args.unroll, num_envs=args.num_envs,
+                       batch_size=args.num_envs // args.minibatches, num_minibatches=args.minibatches,
+                       unroll_length=args.unroll, num_updates_per_batch=args.epochs, num_evals=args.num_evals,
+                       learning_rate=BRAX["learning_rate"], entropy_cost=BRAX["entropy_coef"],
+                       discounting=BRAX["discount"], gae_lambda=BRAX["gae_lambda"],
+                       clipping_epsilon=BRAX["ppo_clip"], reward_scaling=BRAX["reward_scale"],
+                       vf_loss_coefficient=BRAX["value_loss_coef"], normalize_advantage=BRAX["normalize_advantages"],
+                       normalize_observations=BRAX["normalize_observations"], num_eval_envs=128,
                        network_factory=network, progress_fn=progress_fn, seed=0)
         result.update({"status": "ok", "wall_s": time.perf_counter() - start, "progress": progress})
     except Exception as error:  # noqa: BLE001 - the point is to record it
@@ -113,11 +129,12 @@ def exception_record(error: Exception) -> dict[str, str]:
 
 
 def run_brax(env_name: str, num_envs: int, unroll: int, iterations: int, epochs: int, shim: bool,
-             timeout_s: float, num_evals: int = 5) -> dict[str, Any]:
+             timeout_s: float, num_evals: int = 5, minibatches: int = 16) -> dict[str, Any]:
     """brax's PPO in a subprocess; returns its JSON result (status ok / error / timeout)."""
     return run_worker("benchmarks.peer_ppo", ["--env", env_name, "--num_envs", str(num_envs), "--unroll", str(unroll),
                                                "--iterations", str(iterations), "--epochs", str(epochs),
-                                               "--num_evals", str(num_evals)], shim, timeout_s, "brax PPO")
+                                               "--minibatches", str(minibatches), "--num_evals", str(num_evals)],
+                      shim, timeout_s, "brax PPO")
 
 
 def run_worker(module: str, args: list[str], shim: bool, timeout_s: float, what: str) -> dict[str, Any]:
@@ -149,18 +166,21 @@ def run_worker(module: str, args: list[str], shim: bool, timeout_s: float, what:
 
 
 def brax_attempts(env_name: str, num_envs: int, unroll: int, iterations: int, epochs: int,
-                  brax_timeout_s: float = 300, try_shim: bool = True) -> list[dict[str, Any]]:
+                  brax_timeout_s: float = 300, try_shim: bool = True, minibatches: int = 16) -> list[dict[str, Any]]:
     """brax unmodified; if that fails on ``device_put_replicated`` only, again with the shim."""
-    attempts = [run_brax(env_name, num_envs, unroll, iterations, epochs, False, brax_timeout_s)]
+    attempts = [run_brax(env_name, num_envs, unroll, iterations, epochs, False, brax_timeout_s,
+                         minibatches=minibatches)]
     if (try_shim and attempts[0]["status"] == "error"
             and "device_put_replicated" in attempts[0].get("exception_message", "")):
-        attempts.append(run_brax(env_name, num_envs, unroll, iterations, epochs, True, brax_timeout_s))
+        attempts.append(run_brax(env_name, num_envs, unroll, iterations, epochs, True, brax_timeout_s,
+                                 minibatches=minibatches))
     return attempts
 
 
-def compare(env: str, num_envs: int, unroll: int, iterations: int, epochs: int = 10, repeats: int = 3,
+def compare(env: str, num_envs: int, unroll: int, iterations: int, epochs: int = 4, repeats: int = 3,
             brax_timeout_s: float = 300, try_shim: bool = True, brax_env: str | None = None,
-            attempts: list[dict[str, Any]] | None = None) -> list[dict]:
+            attempts: list[dict[str, Any]] | None = None, minibatches: int = 16,
+            eval_episodes: int = 128) -> list[dict]:
     """Records: ours (with its physics ratio) and brax's attempt(s).
 
     ``brax_env`` runs brax on another family than ours (the quick test sizes use a cheap
@@ -168,13 +188,18 @@ def compare(env: str, num_envs: int, unroll: int, iterations: int, epochs: int =
     starts them in the background in --quick mode).
     """
     brax_env = brax_env or env
-    ours = measure_ours(env, num_envs, unroll, iterations, epochs, repeats)
+    ours = measure_ours(env, num_envs, unroll, iterations, epochs, minibatches, repeats, eval_episodes)
     ours["benchmark"] = "peer_ppo"
-    ours["learner"] = "metarl_jax ppo (full batch, linear baseline)"
+    ours["learner"] = "metarl_jax ppo (brax preset: value MLP, minibatches, normalised obs)"
     ours["status"] = "measured"
+    ours["ppo_epochs"], ours["minibatches"] = epochs, minibatches
+    # Like brax's: the evaluation episodes' return of the initial and of the final policy.
+    ours["train_first_return"], ours["train_final_return"] = ours["first_return"], ours["final_return"]
+    ours["first_return"], ours["final_return"] = ours["eval_first_return"], ours["eval_final_return"]
     records = [ours]
     if attempts is None:
-        attempts = brax_attempts(brax_env, num_envs, unroll, iterations, epochs, brax_timeout_s, try_shim)
+        attempts = brax_attempts(brax_env, num_envs, unroll, iterations, epochs, brax_timeout_s, try_shim,
+                                 minibatches)
     for attempt in attempts:
         record: dict[str, Any] = {
             "benchmark": "peer_ppo",
@@ -184,6 +209,7 @@ def compare(env: str, num_envs: int, unroll: int, iterations: int, epochs: int =
             "horizon": unroll,
             "hidden": list(HIDDEN),
             "ppo_epochs": epochs,
+            "minibatches": minibatches,
             "status": attempt["status"],
             "device": ours["device"],
         }
@@ -221,7 +247,8 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     parser.add_argument("--num_envs", type=int, default=64)
     parser.add_argument("--unroll", type=int, default=100)
     parser.add_argument("--iterations", type=int, default=10, help="PPO updates in the env-step budget")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--minibatches", type=int, default=16, help="per epoch; must divide --num_envs")
     parser.add_argument("--num_evals", type=int, default=5,
                         help="brax evaluations; num_evals - 1 training epochs (>= 3: the first two may compile)")
     parser.add_argument("--timeout", type=float, default=300)
@@ -236,7 +263,7 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
         _brax_worker(args)
         return None
     records = compare(args.env, args.num_envs, args.unroll, args.iterations, args.epochs,
-                      brax_timeout_s=args.timeout)
+                      brax_timeout_s=args.timeout, minibatches=args.minibatches)
     print(json.dumps({"environment": environment(), "results": records}, indent=2))
     return records
 

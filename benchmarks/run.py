@@ -44,6 +44,7 @@ from typing import Any
 import jax
 
 from benchmarks import multi_device, offpolicy, pearl, peer_ppo, peer_sac, physics, seeds, tables, training
+from benchmarks.records import clean as _clean
 from benchmarks.timing import environment
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,13 +55,13 @@ QUICK: dict[str, Any] = {
     "model_batching": [],  # MJX compiles: not in the quick run
     # The same configuration as the peer comparison's "ours": compiled once, used twice.
     "training": [
-        dict(algo="ppo", env="point_corner", tasks=1, episodes=4, horizon=10, hidden=(64, 64),
-             overrides={"ppo_epochs": 2}, iterations=2, repeats=2),
+        dict(algo="ppo", env="point_corner", tasks=1, episodes=4, horizon=10, hidden=(64, 64), preset="brax",
+             overrides=peer_ppo.our_overrides(4, 2, 2), iterations=2, repeats=2),
     ],
     "seeds": dict(algo="vpg", env="point_corner", tasks=1, episodes=2, horizon=10, hidden=(8,), seed_counts=(1, 2, 4),
                   iterations=1, repeats=2),
     "peer_ppo": dict(env="point_corner", brax_env="inverted_pendulum", num_envs=4, unroll=10, iterations=2, epochs=2,
-                     repeats=2, try_shim=False, brax_timeout_s=150),
+                     minibatches=2, eval_episodes=4, repeats=2, try_shim=False, brax_timeout_s=150),
     "multi_device": dict(algo="vpg", env="point_corner", tasks=2, episodes=2, horizon=10, hidden=(8,), iterations=1,
                          repeats=2, timeout_s=150),
     # The same configuration as the SAC peer comparison's "ours": compiled once, used twice.
@@ -94,8 +95,8 @@ DEFAULT: dict[str, Any] = {
     ],
     "seeds": dict(algo="trpo", env="point_corner", tasks=4, episodes=10, horizon=50, seed_counts=(1, 2, 4, 8),
                   iterations=2, repeats=3),
-    "peer_ppo": dict(env="inverted_pendulum", num_envs=64, unroll=100, iterations=8, epochs=4, repeats=3,
-                     try_shim=True, brax_timeout_s=480),
+    "peer_ppo": dict(env="inverted_pendulum", num_envs=64, unroll=100, iterations=8, epochs=4, minibatches=16,
+                     repeats=3, try_shim=True, brax_timeout_s=480),
     "multi_device": dict(algo="trpo", env="point_corner", tasks=8, episodes=10, horizon=50, iterations=2,
                          repeats=3, timeout_s=400),
     # The paper's loops on pendulum: DDPG and the teacher at Xu et al.'s sizes (one environment), SAC with 16.
@@ -136,8 +137,8 @@ FULL: dict[str, Any] = {
     ],
     "seeds": dict(algo="maml", env="point_corner", tasks=40, episodes=20, horizon=100,
                   seed_counts=(1, 2, 4, 8, 16), iterations=3, repeats=5),
-    "peer_ppo": dict(env="inverted_pendulum", num_envs=2048, unroll=100, iterations=20, epochs=10, repeats=5,
-                     try_shim=True, brax_timeout_s=600),
+    "peer_ppo": dict(env="inverted_pendulum", num_envs=2048, unroll=100, iterations=20, epochs=4, minibatches=32,
+                     repeats=5, try_shim=True, brax_timeout_s=600),
     "multi_device": dict(algo="maml", env="point_corner", tasks=40, episodes=20, horizon=100, iterations=3,
                          repeats=5, timeout_s=600),
     "offpolicy": [dict(algo=algo, env=env, iterations=2, overrides=dict(num_envs=256, rollout_steps=256 * 4))
@@ -181,17 +182,6 @@ POSITIVE_FIGURES = ("steps_per_second", "physics_steps_per_second", "median_s", 
                     "replay_bytes", "encoder_buffer_bytes")
 
 
-def _clean(value: Any) -> Any:
-    """JSON-ready: tuples to lists, None-valued keys dropped, numpy/jax scalars to Python numbers."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():
-        return value.item()
-    return value
-
-
 def _guard(what: str, fn: Callable[[], list[dict]], results: list[dict]) -> None:
     """Runs one measurement; a failure becomes an ``error`` record instead of ending the run."""
     start = time.perf_counter()
@@ -228,7 +218,7 @@ def run(mode: str, sizes: dict[str, Any] | None = None, only: tuple[str, ...] | 
             background["brax"] = pool.submit(
                 peer_ppo.brax_attempts, peer_spec.get("brax_env") or peer_spec["env"], peer_spec["num_envs"],
                 peer_spec["unroll"], peer_spec["iterations"], peer_spec["epochs"], peer_spec["brax_timeout_s"],
-                peer_spec["try_shim"])
+                peer_spec["try_shim"], peer_spec.get("minibatches", 16))
         if "multi_device" in wanted:
             background["multi_device"] = pool.submit(multi_device.measure_scaling, **device_spec)
         if "peer_sac" in wanted:

@@ -290,3 +290,68 @@ def splice(text: str, blocks: dict[str, str]) -> str:
 
 def update_results_md(path: str, data: dict[str, Any]) -> None:
     markdown.update_file(path, render(data), TITLES)
+
+
+# ----------------------------------------------------------------------------- the GPU run-book's blocks
+
+RUNBOOK_TITLES = {
+    "gpu_summary": "GPU run-book: sections",
+    "gpu_training": "GPU run-book: the papers' batches",
+    "gpu_seeds": "GPU run-book: N seeds in one program",
+    "gpu_peer_ppo": "GPU run-book: PPO against brax's",
+    "gpu_peer_sac": "GPU run-book: SAC against brax's",
+    "gpu_compile": "GPU run-book: every algorithm's compile time",
+}
+
+
+def runbook_sections_table(records: list[dict]) -> str:
+    rows = [[r["section"], r["status"], _sig(r.get("box_s")), _sig(r.get("wall_s")), str(r.get("records", 0)),
+             (r.get("message") or "").replace("|", "/")[:160]] for r in records]
+    return _table(["section", "status", "box (s)", "wall (s)", "records", "last output"], rows, "llrrrl")
+
+
+def compile_table(records: list[dict]) -> str:
+    rows = []
+    for r in sorted(records, key=lambda r: r["algo"]):
+        status = r["status"] if r["status"] == "ok" else f"{r['status']}: `{r.get('exception_type', '')}: " \
+                                                            f"{r.get('exception_message', '')}`"
+        rows.append([r["algo"], r["env"], r["preset"], "x".join(str(h) for h in r.get("hidden", [])) or "–",
+                     _sig(r.get("lower_s")), _sig(r.get("compile_s")), status])
+    return _table(["algo", "env", "preset", "hidden", "trace + lower (s)", "XLA compile (s)", "status"], rows,
+                  "llllrrl")
+
+
+def with_physics(training: list[dict], physics: list[dict]) -> list[dict]:
+    """Training records joined with the physics record of the same family, environments and horizon."""
+    by_size = {(p["family"], p["num_envs"], p["num_steps"]): p for p in physics}
+    joined = []
+    for r in training:
+        p = by_size.get((r["env"], r["parallel_envs"], r["horizon"]))
+        if p is not None and "physics_env_steps_per_s" not in r:
+            r = {**r, "physics_env_steps_per_s": p["steps_per_second"],
+                 "ratio_train_to_physics": r["train_env_steps_per_s"] / p["steps_per_second"]}
+        joined.append(r)
+    return joined
+
+
+def render_runbook(data: dict[str, Any]) -> dict[str, str]:
+    """The run-book's blocks (``gpu_*``): they never replace the CPU tables."""
+    by_kind: dict[str, list[dict]] = {}
+    for r in data["results"]:
+        by_kind.setdefault(r["benchmark"], []).append(r)
+    head = header(data["environment"], data["command"])
+    head += f" Budget {data.get('budget_s', 0):.0f} s, wall {data.get('wall_s', 0):.0f} s."
+    training = with_physics(by_kind.get("training", []), by_kind.get("physics", []))
+    bodies = {
+        "gpu_summary": runbook_sections_table(by_kind.get("section", [])),
+        "gpu_training": training_table(training),
+        "gpu_seeds": seeds_table(by_kind.get("seeds", [])),
+        "gpu_peer_ppo": peer_table(by_kind.get("peer_ppo", [])),
+        "gpu_peer_sac": peer_sac_table(by_kind.get("peer_sac", [])),
+        "gpu_compile": compile_table(by_kind.get("compile", [])),
+    }
+    return {name: f"{head}\n\n{body}" for name, body in bodies.items()}
+
+
+def update_runbook_md(path: str, data: dict[str, Any]) -> None:
+    markdown.update_file(path, render_runbook(data), RUNBOOK_TITLES)

@@ -98,11 +98,13 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
                      iterations: int = 2, repeats: int = 3, preset: str | None = None,
                      hidden: tuple[int, ...] | None = None, overrides: dict[str, Any] | None = None,
                      physics_ratio: bool = True, policy_rollout: bool = False,
-                     return_after: int | None = None) -> dict[str, Any]:
+                     return_after: int | None = None, eval_episodes: int | None = None) -> dict[str, Any]:
     """Training throughput, compile time, memory and the ratio to physics (module docstring).
 
     ``return_after``: also train a fresh state for that many iterations with the same
-    compiled program and record the first and final training returns.
+    compiled program and record the first and final training returns; with ``eval_episodes``
+    (single-task learners) also the mean return of that many fresh episodes of the initial and
+    of the final policy (``eval_first_return``, ``eval_final_return``), as brax evaluates.
     """
     key = (algo_name, env_name, tasks, episodes, horizon, preset, hidden, tuple(sorted((overrides or {}).items())))
     if key not in _COMPILED:  # one compile per configuration and process (the peer comparison reuses it)
@@ -184,11 +186,17 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
             state, metrics = compiled(state)
             returns.append(metrics[key])
         returns = [float(r) for r in jax.block_until_ready(returns)]
+        budget_wall_s = time.perf_counter() - start
+        if eval_episodes:
+            initial = algo.init(jax.random.key(0))
+            record["eval_episodes"] = eval_episodes
+            record["eval_first_return"] = policy_return(family, algo, initial, eval_episodes)
+            record["eval_final_return"] = policy_return(family, algo, state, eval_episodes)
         record.update({
             "return_metric": key,
             "budget_iterations": return_after,
             "budget_env_steps": steps_per_iteration * return_after,
-            "budget_wall_s": time.perf_counter() - start,
+            "budget_wall_s": budget_wall_s,
             "first_return": returns[0],
             "final_return": returns[-1],
         })
@@ -206,6 +214,21 @@ def measure_training(algo_name: str, env_name: str, tasks: int, episodes: int, h
             "projected_budget_s": budget["iterations"] * paper_seconds_per_iteration + compile_times["compile_s"],
         })
     return record
+
+
+_EVALUATORS: dict[tuple[int, int], Any] = {}
+
+
+def policy_return(family: Any, algo: Any, ts: Any, episodes: int, seed: int = 123) -> float:
+    """Mean return of ``episodes`` fresh episodes of one task under the state's (stochastic) policy."""
+    if (id(algo), episodes) not in _EVALUATORS:  # one compile per algorithm and size (the state is an argument)
+        def episode_returns(ts, tasks, key):
+            policy = algo.acting_policy(ts) if hasattr(algo, "acting_policy") else algo.policy
+            return jnp.mean(rollout_tasks(family, policy, ts.params, tasks, key, episodes).episode_returns())
+
+        _EVALUATORS[(id(algo), episodes)] = jax.jit(episode_returns)
+    tasks = family.sample_tasks(jax.random.key(seed), 1)
+    return float(_EVALUATORS[(id(algo), episodes)](ts, tasks, jax.random.key(seed + 1)))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

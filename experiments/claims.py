@@ -42,11 +42,13 @@ class Run:
     env_kwargs: tuple[str, ...] = ()
     log_every: int = 10
     eval_every: int = 0  # > 0: evaluate during training too (a learning curve over seeds in metrics.jsonl)
+    eval_splits: tuple[str, ...] = ()  # the splits of those evaluations (default: the launcher's, val)
 
     def train_args(self) -> list[str]:
         args = [f"--algo={self.algo}", f"--env={self.env}", f"--num_steps={self.num_steps}",
                 f"--log_every={min(self.log_every, self.num_steps)}", f"--checkpoint_every={self.num_steps}"]
         args += [f"--eval_every={self.eval_every}"] if self.eval_every else []
+        args += [f"--eval_splits={','.join(self.eval_splits)}"] if self.eval_splits else []
         args += [f"--preset={self.preset}"] if self.preset else []
         args += [f"--override={o}" for o in self.overrides] + [f"--env_kwarg={k}" for k in self.env_kwargs]
         return args
@@ -73,9 +75,10 @@ class Protocol:
     split: str = "val"
     num_tasks: int | None = None
     adaptation_steps: int | None = None
+    curve_name: str = "adaptation_curve"  # eval/<curve_name>.json of every run
 
     def evaluate_args(self) -> list[str]:
-        args = [f"--split={self.split}"]
+        args = [f"--split={self.split}", f"--curve_name={self.curve_name}"]
         for flag, value in (("reward", self.reward), ("num_tasks", self.num_tasks),
                             ("adaptation_steps", self.adaptation_steps)):
             if value is not None:
@@ -258,6 +261,41 @@ class FewerEnvSteps:
 
 
 @dataclasses.dataclass(frozen=True)
+class SmallerGap:
+    """``method``'s drop in return from the ``near`` split to the ``far`` one (after ``step`` adaptation
+    steps) is smaller than that of the others (TESP Sec. 5.2: the train – D″ gap). The gap is taken per
+    seed (the same parameters on both splits); the difference is a Welch interval of the best other
+    method's gaps (the smallest) minus ``method``'s, so > 0 means ``method`` generalises better."""
+
+    method: str
+    others: tuple[str, ...]
+    near: str = "train"
+    far: str = "ood"
+    step: int = -1
+
+    def _gaps(self, curves: Mapping[str, np.ndarray], label: str) -> np.ndarray | None:
+        near, far = curves.get(f"{label}@{self.near}"), curves.get(f"{label}@{self.far}")
+        if near is None or far is None:
+            return None
+        return near[:, self.step] - far[:, self.step]
+
+    def decide(self, curves: Mapping[str, np.ndarray]) -> Verdict:
+        statement = f"{self.method}'s {self.near} – {self.far} gap in return is smaller than"
+        mine = self._gaps(curves, self.method)
+        gaps = {o: g for o in self.others if (g := self._gaps(curves, o)) is not None}
+        if mine is None or not gaps:
+            return Verdict(f"{statement} {', '.join(self.others)}'s", None,
+                           reason=f"no {self.near} and {self.far} meta-tests of {self.method} or the others")
+        best = min(gaps, key=lambda o: gaps[o].mean())
+        statement += f" {best}'s" if len(gaps) == 1 else f" the smallest other gap ({best}'s)"
+        seeds = min(len(mine), len(gaps[best]))
+        if seeds < 2:
+            return Verdict(statement, None, reason="one seed gives no interval")
+        difference, low, high = welch_interval(gaps[best], mine)
+        return Verdict(statement, bool(low > 0), difference, (float(low), float(high)), seeds)
+
+
+@dataclasses.dataclass(frozen=True)
 class Panel:
     title: str
     runs: tuple[Run, ...]
@@ -268,6 +306,17 @@ class Panel:
     # The runs must end at the same number of environment steps (``time/env_steps``): a comparison of
     # sample efficiency. If they do not, no statistic is decided.
     equal_env_steps: bool = False
+    # Meta-test every run on each of these splits too (TESP's D, D′, D″: "train", "val", "ood"), with the
+    # protocol's other settings. The statistics then also see ``"<label>@<split>"`` curves.
+    splits: tuple[str, ...] = ()
+
+    def protocols(self) -> dict[str, Protocol]:
+        """Curve key suffix ("" for the protocol itself, "@<split>" for each of ``splits``) -> protocol."""
+        out = {"": self.protocol}
+        for split in self.splits:  # the protocol's own split is not meta-tested twice
+            out[f"@{split}"] = self.protocol if split == self.protocol.split else dataclasses.replace(
+                self.protocol, split=split, curve_name=f"adaptation_curve_{split}")
+        return out
 
     @property
     def slug(self) -> str:

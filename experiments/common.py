@@ -53,17 +53,20 @@ class RunSpec:
 
         if f.algo not in algos.names():
             raise ValueError(f"unknown algo {f.algo!r}; valid algos are {algos.names()}")
-        if f.env not in envs.names():
-            raise ValueError(f"unknown env {f.env!r}; valid envs are {envs.names()}")
+        # A registered name, or a user's family by import path (module:factory, file.py:factory).
+        env = envs.normalize(f.env)
+        if not envs.is_import_path(env) and env not in envs.names():
+            raise ValueError(f"unknown env {env!r}; valid envs are {envs.names()}, or a family of your own as "
+                             "--env=package.module:factory or --env=path/to/file.py:factory")
         presets = algos.presets(f.algo)
-        preset = f.preset or (f.env if f.env in presets else "paper")
+        preset = f.preset or (env if env in presets else "paper")
         config = algos.preset(f.algo, preset).with_overrides(f.override)
         env_kwargs = parse_env_kwargs(f.env_kwarg)
-        envs.make(f.env, **env_kwargs)  # validates the family's kwargs now
+        envs.make(env, **env_kwargs)  # imports a user's family, checks its kwargs and the protocol now
         num_seeds = getattr(f, "num_seeds", 1)
         if num_seeds < 1:
             raise ValueError(f"--num_seeds must be >= 1, got {num_seeds}")
-        return cls(f.algo, f.env, env_kwargs, preset, config, f.seed, num_seeds)
+        return cls(f.algo, env, env_kwargs, preset, config, f.seed, num_seeds)
 
     @classmethod
     def from_logdir(cls, logdir: str) -> RunSpec:
@@ -224,6 +227,48 @@ def split_curve_metrics(curves: dict[str, Any]) -> dict[str, float]:
     for split, curve in curves.items():
         out.update(curve_metrics(curve, "eval/" if split == "val" else f"eval/{split}/"))
     return out
+
+
+FIGURE_DIR = "figures"
+
+
+def run_label(spec: RunSpec) -> str:
+    return f"{spec.algo} ({spec.env}" + (f", {spec.num_seeds} seeds)" if spec.num_seeds > 1 else ")")
+
+
+def curve_figures(logdir: str, spec: RunSpec, curves: dict[str, Any], step: int) -> dict[str, str]:
+    """The meta-test adaptation curve of each split at ``step`` as a PNG under ``figures/``: {tag: path}."""
+    from metarl_jax.io.plots import plot_adaptation_curves
+
+    os.makedirs(os.path.join(logdir, FIGURE_DIR), exist_ok=True)
+    reward = getattr(spec.config, "eval_reward", "dense")
+    figures = {}
+    for split, curve in curves.items():
+        path = os.path.join(logdir, FIGURE_DIR, f"adaptation_curve_{split}_step{step}.png")
+        plot_adaptation_curves({f"{run_label(spec)}, step {step}": curve.to_dict()}, path,
+                               title=f"meta-test on {split} ({reward} reward)", ylabel=f"{reward} return")
+        figures["figures/adaptation_curve" + ("" if split == "val" else f"_{split}")] = path
+    return figures
+
+
+def training_figures(logdir: str, spec: RunSpec) -> dict[str, str]:
+    """The training curves of ``metrics.jsonl`` as ``figures/training_curves.png``: {tag: path}."""
+    from metarl_jax.io.metrics import read_metrics
+    from metarl_jax.io.plots import plot_training_curves
+
+    os.makedirs(os.path.join(logdir, FIGURE_DIR), exist_ok=True)
+    path = os.path.join(logdir, FIGURE_DIR, "training_curves.png")
+    plot_training_curves(read_metrics(logdir), path, title=run_label(spec))
+    return {"figures/training_curves": path}
+
+
+def wandb_logger(f: Any, spec: RunSpec) -> Any:
+    """A ``WandbLogger`` for ``--logger=...,wandb`` (the run's config as the W&B config), else None."""
+    if "wandb" not in f.logger:
+        return None
+    from metarl_jax.io.wandb_logger import WandbLogger
+
+    return WandbLogger(f.logdir, spec.to_json(), project=f.wandb_project, entity=f.wandb_entity)
 
 
 def seed_dir(logdir: str, seed: int) -> str:

@@ -73,10 +73,14 @@ flags.DEFINE_string("reward", None, "latents/ablation: 'dense' or 'sparse' (defa
 flags.DEFINE_bool("allow_mixed", False, "compare: allow curves of different envs or reward kinds.",
                   flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Seed of the figure rollouts.", flag_values=FLAGS)
+flags.DEFINE_string("curve_name", "adaptation_curve", "compare: the meta-test files to draw (eval/<curve_name>.json, "
+                    "as experiments.evaluate --curve_name wrote them); the figure is compare_<suffix> for "
+                    "adaptation_curve_<suffix>.", flag_values=FLAGS)
 flags.DEFINE_integer("seed_index", 0, "For runs trained with --num_seeds: which seed's parameters (0-based).",
                      flag_values=FLAGS)
 
-CURVE_FILE = os.path.join("eval", "adaptation_curve.json")
+CURVE_NAME = "adaptation_curve"
+CURVE_FILE = os.path.join("eval", f"{CURVE_NAME}.json")
 
 
 # ---- shared ------------------------------------------------------------------------------------
@@ -168,11 +172,13 @@ def goal_radius(family: Any) -> float | None:
 # ---- compare (Fig. 6) -----------------------------------------------------------------------------
 
 
-def read_curve(logdir: str) -> dict[str, Any]:
-    path = os.path.join(logdir, CURVE_FILE)
+def read_curve(logdir: str, curve_name: str = CURVE_NAME) -> dict[str, Any]:
+    relative = os.path.join("eval", f"{curve_name}.json")
+    path = os.path.join(logdir, relative)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{logdir} has no {CURVE_FILE}; run `python -m experiments.evaluate "
-                                f"--logdir={logdir}` first")
+        option = "" if curve_name == CURVE_NAME else f" --curve_name={curve_name}"
+        raise FileNotFoundError(f"{logdir} has no {relative}; run `python -m experiments.evaluate "
+                                f"--logdir={logdir}{option}` first")
     with open(path) as fh:
         try:
             curve = json.load(fh)
@@ -212,7 +218,7 @@ def curve_interval(curve: dict[str, Any]) -> tuple[Any, Any, Any, str]:
 def compare(f: Any) -> list[str]:
     from metarl_jax.io.plots import plot_method_comparison
 
-    files = [read_curve(d) for d in f.logdirs]  # every file is checked before anything is drawn
+    files = [read_curve(d, f.curve_name) for d in f.logdirs]  # every file is checked before anything is drawn
     labels = _labels(f, [c.get("algo", "run") for c in files])
     curves = []
     for logdir, label, data in zip(f.logdirs, labels, files):
@@ -229,8 +235,10 @@ def compare(f: Any) -> list[str]:
             hint = " (re-run experiments.evaluate with the same --reward)" if what == "reward" else ""
             raise ValueError(f"compare: the curves have different {what}s ({runs}){hint}; "
                              "pass --allow_mixed to draw them anyway")
-    paths = _write(f.out, "compare", {"curves": curves})
-    plot_method_comparison(curves, paths[0], title=f"meta-test on {', '.join(envs)}",
+    suffix = f.curve_name[len(CURVE_NAME):] if f.curve_name.startswith(CURVE_NAME) else "_" + f.curve_name
+    paths = _write(f.out, "compare" + suffix, {"curves": curves})
+    splits = sorted({str(c["split"]) for c in curves})
+    plot_method_comparison(curves, paths[0], title=f"meta-test on {', '.join(envs)} ({', '.join(splits)} tasks)",
                            ylabel=f"{' / '.join(rewards)} return")
     return paths
 
@@ -397,26 +405,37 @@ def ablation(f: Any) -> list[str]:
 
 
 def learning(f: Any) -> list[str]:
+    """Return during training against env steps, on ``--split`` (logged by ``experiments.train
+    --eval_every --eval_splits``), after the last adaptation step logged (TESP Fig. 4: the return after
+    3 fast updates; a single-task learner's one point)."""
     from metarl_jax.io.metrics import read_metrics
     from metarl_jax.io.plots import plot_learning_curves
 
-    curves = []
+    prefix = "eval/" if f.split == "val" else f"eval/{f.split}/"
+    curves, steps = [], set()
     for logdir, label in zip(f.logdirs, _labels(f, [_saved_algo(d) for d in f.logdirs])):
-        rows = [r for r in read_metrics(logdir) if "eval/return_step0" in r]
+        rows = [r for r in read_metrics(logdir) if f"{prefix}return_step0" in r]
         if not rows:
-            raise ValueError(f"learning: {logdir} has no evaluations in metrics.jsonl (train with --eval_every)")
+            raise ValueError(f"learning: {logdir} has no evaluations on the {f.split} split in metrics.jsonl "
+                             f"(train with --eval_every and --eval_splits={f.split})")
         if any("time/env_steps" not in r for r in rows):
             raise ValueError(f"learning: {logdir} logs no time/env_steps; its x axis would be undefined")
-        band = all("eval/return_step0_ci95_low" in r for r in rows)  # one seed: no interval
+        k = max(int(key[len(prefix) + len("return_step"):]) for key in rows[0]
+                if key.startswith(f"{prefix}return_step") and key[len(prefix) + len("return_step"):].isdigit())
+        steps.add(k)
+        key = f"{prefix}return_step{k}"
+        band = all(f"{key}_ci95_low" in r for r in rows)  # one seed: no interval
         curves.append({"label": label, "logdir": logdir, "env_steps": [r["time/env_steps"] for r in rows],
-                       "mean": [r["eval/return_step0"] for r in rows],
-                       "low": [r["eval/return_step0_ci95_low"] for r in rows] if band else None,
-                       "high": [r["eval/return_step0_ci95_high"] for r in rows] if band else None})
+                       "adaptation_steps": k, "mean": [r[key] for r in rows],
+                       "low": [r[f"{key}_ci95_low"] for r in rows] if band else None,
+                       "high": [r[f"{key}_ci95_high"] for r in rows] if band else None})
     from metarl_jax.io.checkpoints import read_run_config
 
     envs = sorted({read_run_config(c["logdir"])["env"] for c in curves})
-    paths = _write(f.out, "learning", {"curves": curves})
-    title = f"{', '.join(envs)}: return during training (95 % interval over seeds)"
+    stem = "learning" if f.split == "val" else f"learning_{f.split}"
+    paths = _write(f.out, stem, {"split": f.split, "curves": curves})
+    after = "" if steps == {0} else " after " + "/".join(str(k) for k in sorted(steps)) + " adaptation steps"
+    title = f"{', '.join(envs)}, {f.split} tasks: return{after} during training (95 % interval over seeds)"
     plot_learning_curves(curves, paths[0], title=title)
     return paths
 

@@ -8,7 +8,18 @@ the papers' settings (``../shared/reference/hyperparameters.md``), for a GPU.
 
 from __future__ import annotations
 
-from experiments.claims import Claim, Exceeds, FewerEnvSteps, Improves, Panel, Protocol, Run, Scaled, register
+from experiments.claims import (
+    Claim,
+    Exceeds,
+    FewerEnvSteps,
+    Improves,
+    Panel,
+    Protocol,
+    Run,
+    Scaled,
+    SmallerGap,
+    register,
+)
 
 # Tiny runs for the smoke scale (pipeline only): 2-task meta-batches of 2 episodes on a short horizon.
 SMOKE = ("hidden_sizes=8", "meta_batch_size=2", "episodes_per_task=2", "eval_num_tasks=2",
@@ -20,17 +31,22 @@ SMOKE_POINT = ("episode_length=5",)
 
 def _maesn_runs(env: str, num_steps: int, overrides: tuple[str, ...] = (), env_kwargs: tuple[str, ...] = (),
                 preset: str | None = None, latent_overrides: tuple[str, ...] = (),
-                maml_overrides: tuple[str, ...] = ()) -> tuple[Run, ...]:
-    """MAESN, MAML and LatentSpace with shared overrides (``latent_overrides``: the latent-space models')."""
-    return (
+                maml_overrides: tuple[str, ...] = (), rl2_overrides: tuple[str, ...] | None = None) -> tuple[Run, ...]:
+    """MAESN, MAML and LatentSpace with shared overrides (``latent_overrides``: the latent-space models'),
+    and RL² with its own (``rl2_overrides``; None: no RL² run)."""
+    runs = (
         Run("MAESN", "maesn", env, num_steps, preset, overrides + latent_overrides, env_kwargs),
         Run("MAML", "maml", env, num_steps, preset, overrides + maml_overrides, env_kwargs),
         Run("LatentSpace", "latent_space", env, num_steps, preset, overrides + latent_overrides, env_kwargs),
     )
+    if rl2_overrides is not None:
+        runs += (Run("RL2", "rl2", env, num_steps, preset, rl2_overrides, env_kwargs),)
+    return runs
 
 
 MAESN_STATISTICS = (Exceeds("MAESN", ("MAML",), what="sparse return"),
-                    Exceeds("MAESN", ("LatentSpace",), what="sparse return"))
+                    Exceeds("MAESN", ("LatentSpace",), what="sparse return"),
+                    Exceeds("MAESN", ("RL2",), what="sparse return"))
 
 # CPU scale: PEARL's sparse point robot geometry (goals on the upper unit semicircle, reward only within
 # 0.2 of the goal, horizon 20, steps of at most 0.1): random actions reach a goal in 2 % of episodes, so
@@ -39,6 +55,9 @@ MAESN_CPU_ENV = ("episode_length=20", "max_action=0.1", "radius=1.0", "goal_radi
 MAESN_CPU = ("hidden_sizes=64,64", "meta_batch_size=10", "episodes_per_task=20", "eval_num_tasks=20",
              "eval_episodes_per_task=50", "eval_adaptation_steps=20",
              "eval_reward=sparse", "eval_schedule=halving")
+# RL² with the same env steps per iteration (50 trials of 4 episodes = 10 tasks x 20 episodes), garage's
+# settings otherwise; its meta-test is one trial of 4 episodes per goal, observing the sparse reward.
+MAESN_CPU_RL2 = ("meta_batch_size=50", "minibatch_size=10", "eval_num_tasks=20", "eval_reward=sparse")
 
 register(Claim(
     name="maesn_fig6",
@@ -48,11 +67,12 @@ register(Claim(
     scales={
         "smoke": Scaled((Panel("point_semicircle (smoke)", _maesn_runs(
             "point_semicircle", 2, SMOKE + ("eval_reward=sparse",), SMOKE_POINT,
-            latent_overrides=("num_train_tasks=4",)),
+            latent_overrides=("num_train_tasks=4",), rl2_overrides=(
+                "gru_size=8", "meta_batch_size=2", "ppo_epochs=1", "eval_num_tasks=2", "eval_reward=sparse")),
             MAESN_STATISTICS, Protocol(reward="sparse")),), seeds=2, notes="Pipeline check only."),
         "cpu": Scaled((Panel("point_semicircle, sparse reward", _maesn_runs(
             "point_semicircle", 200, MAESN_CPU, MAESN_CPU_ENV, latent_overrides=("num_train_tasks=40",),
-            maml_overrides=("fast_lr=0.5",)),
+            maml_overrides=("fast_lr=0.5",), rl2_overrides=MAESN_CPU_RL2),
             MAESN_STATISTICS, Protocol(reward="sparse")),),
             notes=("Scaled down from the paper's wheeled / ant / block-push robots (200-step episodes, "
                    "20 tasks x 50 episodes, 500 iterations, meta-test 30 goals x 100 iterations of 10 000 "
@@ -60,7 +80,10 @@ register(Claim(
                    "episodes, 200 iterations, 40 training tasks; meta-test 20 goals x 20 iterations of 50 "
                    "episodes, step sizes halved every iteration as in the paper). Random actions reach a goal "
                    "region in 2 % of episodes there (a straight line in a random direction: 13 %), so the sparse "
-                   "reward rewards exploration that covers the semicircle.")),
+                   "reward rewards exploration that covers the semicircle. RL² takes the same env steps per "
+                   "iteration (50 trials of 4 episodes, garage's settings otherwise); its meta-test is one "
+                   "trial of 4 episodes per goal, observing the sparse reward, so its step k is episode k + 1 "
+                   "of the trial, not a gradient step.")),
         # make demo: the cpu panel without LatentSpace, 3 seeds, 150 iterations, 10 meta-test steps.
         "demo": Scaled((Panel("point_semicircle, sparse reward", _maesn_runs(
             "point_semicircle", 150, MAESN_CPU + ("eval_adaptation_steps=10",), MAESN_CPU_ENV,
@@ -68,7 +91,8 @@ register(Claim(
             MAESN_STATISTICS[:1], Protocol(reward="sparse")),), seeds=3,
             notes="The cpu scale's panel, MAESN against MAML only, 3 seeds, 150 iterations, 10 meta-test steps."),
         "paper": Scaled(tuple(
-            Panel(family, _maesn_runs(family, 500, preset=family), MAESN_STATISTICS, Protocol(reward="sparse"))
+            Panel(family, _maesn_runs(family, 500, preset=family, rl2_overrides=()), MAESN_STATISTICS,
+                  Protocol(reward="sparse"))
             for family in ("wheeled", "ant_goal", "block_push")),
             notes="The paper's settings (maesn_suite presets; every method uses MAESN's batches and protocol)."),
     },
@@ -405,4 +429,70 @@ register(Claim(
                               "presets (1001 iterations); 20 evaluations on the way."),
     },
     figures=(("posterior", ("PEARL",)),),
+))
+
+
+# ---- TESP (Lan et al. 2019), Fig. 4: the return after 3 fast updates on D, D′ and D″ ------------------------
+
+TESP_SPLITS = ("train", "val", "ood")  # D (the training tasks), D′ (held out, same disk), D″ (the annulus)
+
+
+def _tesp_runs(family: str, num_steps: int, eval_every: int, overrides: tuple[str, ...] = (),
+               env_kwargs: tuple[str, ...] = (), splits: tuple[str, ...] = TESP_SPLITS,
+               tesp_overrides: tuple[str, ...] = ()) -> tuple[Run, ...]:
+    """TESP, AdaptSV, MAML and Meta-SGD on ``family`` with TESP's protocol (the presets: supplement Table 1
+    for TESP / AdaptSV, ``common.tesp_protocol`` for MAML / Meta-SGD), evaluated on every split every
+    ``eval_every`` meta-updates (Fig. 4's curves); ``tesp_overrides`` go to TESP only (its GRU)."""
+    runs = (("TESP", "tesp", family, overrides + tesp_overrides), ("AdaptSV", "adapt_sv", family, overrides),
+            ("MAML", "maml", f"tesp_{family}", overrides), ("Meta-SGD", "metasgd", f"tesp_{family}", overrides))
+    return tuple(Run(label, algo, family, num_steps, preset, run_overrides, env_kwargs, log_every=eval_every,
+                     eval_every=eval_every, eval_splits=splits)
+                 for label, algo, preset, run_overrides in runs)
+
+
+def _tesp_statistics(far: str = "ood") -> tuple:
+    baselines = ("AdaptSV", "MAML", "Meta-SGD")
+    return (Exceeds(f"TESP@{far}", tuple(f"{b}@{far}" for b in baselines), what=f"{far} return"),
+            SmallerGap("TESP", baselines, near="train", far=far))
+
+
+# CPU scale: the 2-link reacher at a quarter of the horizon, half the tasks and episodes, networks of 64.
+TESP_CPU_ENV = ("episode_length=50",)
+TESP_CPU = ("hidden_sizes=64,64", "meta_batch_size=10", "episodes_per_task=10", "ppo_epochs=10",
+            "eval_num_tasks=20", "eval_episodes_per_task=10")
+TESP_CPU_RECURRENT = ("gru_size=64",)
+
+register(Claim(
+    name="tesp_fig4",
+    paper="TESP (Lan et al. 2019)",
+    figure="Fig. 4",
+    description="TESP generalises to out-of-distribution tasks (D″) better than MAML, Meta-SGD and AdaptSV, "
+                "with a smaller train – D″ gap",
+    scales={
+        # Pipeline check on the pure-JAX point (no MJX compile; it has no D″, so D′ stands in for it).
+        "smoke": Scaled((Panel("point_semicircle (smoke)", tuple(
+            Run(label, algo, "point_semicircle", 2, "smoke", overrides, SMOKE_POINT, log_every=1, eval_every=1,
+                eval_splits=("train", "val"))
+            for label, algo, overrides in (
+                ("TESP", "tesp", ("meta_batch_size=2", "episodes_per_task=2", "num_inner_steps=1",
+                                  "eval_num_tasks=2", "eval_episodes_per_task=2", "eval_adaptation_steps=1")),
+                ("MAML", "maml", SMOKE))),
+            _tesp_statistics(far="val"), splits=("train", "val")),), seeds=2,
+            notes="Pipeline check only (TESP and MAML; D′ stands in for D″)."),
+        "cpu": Scaled((Panel("reacher2, after 3 fast updates", _tesp_runs(
+            "reacher2", 60, 15, TESP_CPU, TESP_CPU_ENV, tesp_overrides=TESP_CPU_RECURRENT),
+            _tesp_statistics(), splits=TESP_SPLITS),),
+            notes=("Scaled down from the paper's 2-link reacher (200-step episodes, 20 tasks x 25 episodes per "
+                   "meta-update, 600 meta-updates, networks of 256, 100 tasks per split) to 50-step episodes, "
+                   "10 tasks x 10 episodes, 60 meta-updates, MLPs (64, 64) and a GRU of 64, 10 PPO epochs, "
+                   "and 20 tasks x 10 episodes per split at meta-test; the protocol is the paper's otherwise "
+                   "(K = 3 first-order VPG fast updates, PPO clip 0.15, Adam 3e-4, the supplement's η). "
+                   "Every split is meta-tested every 15 meta-updates (the learning curves) and at the end "
+                   "(the table and verdicts).")),
+        "paper": Scaled(tuple(Panel(family, _tesp_runs(family, 600, 25, env_kwargs=(
+            ("task_distribution=tesp",) if family in ("wheeled", "ant_goal") else ())), _tesp_statistics(),
+            splits=TESP_SPLITS) for family in ("wheeled", "ant_goal", "reacher2", "reacher4")),
+            notes="The paper's settings (supplement Table 1, llan-ml/tesp), 5 seeds (paper: best 3 of 10)."),
+    },
+    figures=(("learning", ()),),
 ))

@@ -94,8 +94,10 @@ def _curve_is_current(curve: dict[str, Any] | None, run: claims.Run, protocol: c
     return all(want is None or curve.get(key) == want for key, want in checks)
 
 
-def run_method(run: claims.Run, protocol: claims.Protocol, logdir: str, seeds: int, quiet: bool) -> dict[str, Any]:
-    """Trains (or resumes, or skips) and meta-tests (or skips) one method; returns its record."""
+def run_method(run: claims.Run, protocols: dict[str, claims.Protocol], logdir: str, seeds: int,
+               quiet: bool) -> dict[str, Any]:
+    """Trains (or resumes, or skips) and meta-tests (or skips) one method under each of ``protocols``
+    (``claims.Panel.protocols``); returns its record."""
     from experiments import evaluate, train
 
     timing = _read_json(os.path.join(logdir, TIMING_FILE)) or {"train_seconds": 0.0, "evaluate_seconds": 0.0}
@@ -105,27 +107,34 @@ def run_method(run: claims.Run, protocol: claims.Protocol, logdir: str, seeds: i
     else:
         t0 = time.perf_counter()
         argv = ["train", *run.train_args(), f"--num_seeds={seeds}", "--seed=0", f"--logdir={logdir}",
-                "--progress=false"]
+                "--progress=false", "--figures=false"]  # the harness draws its own figures
         code, stderr = _launcher(train.cli, argv, quiet)
         if code != 0:
             raise ValueError(f"{run.label}: experiments.train failed: {stderr.strip().splitlines()[-1:]}")
         timing["train_seconds"] += time.perf_counter() - t0
         status.append("trained")
-    curve_path = os.path.join(logdir, "eval", "adaptation_curve.json")
-    if _curve_is_current(_read_json(curve_path), run, protocol):
-        status.append("evaluated earlier")
-    else:
-        t0 = time.perf_counter()
-        code, stderr = _launcher(evaluate.cli, ["evaluate", f"--logdir={logdir}", *protocol.evaluate_args()], quiet)
-        if code != 0:
-            raise ValueError(f"{run.label}: experiments.evaluate failed: {stderr.strip().splitlines()[-1:]}")
-        timing["evaluate_seconds"] += time.perf_counter() - t0
-        status.append("evaluated")
+    curves, evaluated = {}, {}
+    for suffix, protocol in protocols.items():
+        if protocol.curve_name not in evaluated:  # a protocol shared by two keys is run once
+            curve_path = os.path.join(logdir, "eval", f"{protocol.curve_name}.json")
+            if _curve_is_current(_read_json(curve_path), run, protocol):
+                status.append("evaluated earlier")
+            else:
+                t0 = time.perf_counter()
+                code, stderr = _launcher(evaluate.cli, ["evaluate", f"--logdir={logdir}", *protocol.evaluate_args()],
+                                         quiet)
+                if code != 0:
+                    raise ValueError(f"{run.label}: experiments.evaluate ({protocol.split} split) failed: "
+                                     f"{stderr.strip().splitlines()[-1:]}")
+                timing["evaluate_seconds"] += time.perf_counter() - t0
+                status.append("evaluated")
+            evaluated[protocol.curve_name] = _read_json(curve_path)
+        curves[suffix] = evaluated[protocol.curve_name]
     with open(os.path.join(logdir, TIMING_FILE), "w") as f:
         json.dump(timing, f)
-    curve = _read_json(curve_path)
     return {"label": run.label, "logdir": logdir, "run": dataclasses.asdict(run), "status": status,
-            **timing, "curve": curve, "env_steps": _final_env_steps(logdir)}
+            **timing, "curve": curves[""], "split_curves": {k: v for k, v in curves.items() if k},
+            "env_steps": _final_env_steps(logdir)}
 
 
 def _final_env_steps(logdir: str) -> float | None:
@@ -138,7 +147,8 @@ def _final_env_steps(logdir: str) -> float | None:
 
 def decide(panel: claims.Panel, records: list[dict[str, Any]]) -> list[claims.Verdict]:
     """The panel's verdicts; none is decided when a sample-efficiency panel's runs took different env steps."""
-    curves = {r["label"]: seed_curves(r["curve"]) for r in records}
+    curves = {r["label"] + suffix: seed_curves(curve) for r in records
+              for suffix, curve in {"": r["curve"], **r.get("split_curves", {})}.items()}
     learning = {}
     if any(getattr(statistic, "uses_learning_curves", False) for statistic in panel.statistics):
         learning = {r["label"]: learning_curves(r["logdir"]) for r in records}
@@ -197,19 +207,33 @@ def shown_steps(num_points: int) -> list[int]:
     return sorted({k for k in (0, 1, 2, 5, 10, 20, 50, num_points - 1) if k < num_points})
 
 
+def table_rows(panel: claims.Panel, records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict]]:
+    """(row label, record, curve) per table row: one per run, or per run and split of a split panel."""
+    if not panel.splits:
+        return [(r["label"], r, r["curve"]) for r in records]
+    rows = []
+    for record in records:
+        if panel.protocol.split not in panel.splits:
+            rows.append((f"{record['label']} ({panel.protocol.split})", record, record["curve"]))
+        rows += [(f"{record['label']} ({split})", record, record["split_curves"][f"@{split}"])
+                 for split in panel.splits]
+    return rows
+
+
 def panel_table(panel: claims.Panel, records: list[dict[str, Any]]) -> str:
     """Markdown: mean return [95 % interval] per adaptation step per method, and the paper's numbers."""
-    num_points = max(seed_curves(r["curve"]).shape[1] for r in records)
-    steps = shown_steps(num_points)
+    rows = table_rows(panel, records)
+    lengths = {seed_curves(curve).shape[1] for _, _, curve in rows}
+    steps = sorted(set(shown_steps(max(lengths))) | {n - 1 for n in lengths})  # and every curve's last step
     header = ["method", *[f"step {k}" for k in steps]]
     if panel.equal_env_steps:
         header.append("env steps")
     if panel.paper:
         header.append("paper (" + ", ".join(f"step {k}" for k in panel.paper_steps) + ")")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for record in records:
-        curves = seed_curves(record["curve"])
-        cells = [record["label"]]
+    for label, record, curve in rows:
+        curves = seed_curves(curve)
+        cells = [label]
         for k in steps:
             if k < curves.shape[1]:
                 mean, low, high = interval(curves[:, k])
@@ -219,7 +243,7 @@ def panel_table(panel: claims.Panel, records: list[dict[str, Any]]) -> str:
         if panel.equal_env_steps:
             cells.append("–" if record.get("env_steps") is None else f"{record['env_steps']:.0f}")
         if panel.paper:
-            cells.append(", ".join(f"{v:g}" for v in panel.paper.get(record["label"], ())) or "–")
+            cells.append(", ".join(f"{v:g}" for v in panel.paper.get(label, ())) or "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -228,41 +252,67 @@ FIGURES_DRAWN = "figures_drawn.json"  # per panel: each figure's experiments.fig
 
 
 def _figure_is_current(path: str, argv: list[str], drawn: dict[str, Any], records: list[dict[str, Any]]) -> bool:
-    """Drawn by the same command, after every run's meta-test file, and no run changed in this call."""
+    """Drawn by the same command, after every run's meta-test files, and no run changed in this call."""
     name = os.path.splitext(os.path.basename(path))[0]
     if drawn.get(name) != argv or not os.path.exists(path):
         return False
-    if any(r["status"] != ["trained earlier", "evaluated earlier"] for r in records):
+    if any(s not in ("trained earlier", "evaluated earlier") for r in records for s in r["status"]):
         return False
-    newest_input = max(os.path.getmtime(os.path.join(r["logdir"], "eval", "adaptation_curve.json")) for r in records)
-    return os.path.getmtime(path) >= newest_input
+    inputs = [os.path.join(r["logdir"], "eval", n) for r in records
+              for n in os.listdir(os.path.join(r["logdir"], "eval")) if n.endswith(".json")]
+    return os.path.getmtime(path) >= max(map(os.path.getmtime, inputs))
+
+
+# Figures a split panel draws once per split (experiments.figures honours their --split / --curve_name).
+PER_SPLIT_FIGURES = ("compare", "learning")
+
+
+def _figure_commands(claim: claims.Claim, panel: claims.Panel) -> list[tuple[str, str, tuple[str, ...], list[str]]]:
+    """(figure, output stem, labels drawn (empty: all), extra flags) of every figure of a panel."""
+    commands = []
+    for name, only in [("compare", ())] + list(claim.figures):
+        variants = {"": panel.protocol}
+        if name in PER_SPLIT_FIGURES:
+            variants.update(panel.protocols())
+        seen = set()
+        for protocol in variants.values():
+            if protocol.split in seen:
+                continue
+            seen.add(protocol.split)
+            flags_ = [f"--split={protocol.split}"]
+            if name == "compare":
+                flags_.append(f"--curve_name={protocol.curve_name}")
+                stem = "compare" + protocol.curve_name[len("adaptation_curve"):]
+            elif name == "learning":
+                stem = "learning" if protocol.split == "val" else f"learning_{protocol.split}"
+            else:
+                stem = name
+            if name == "trajectories":
+                flags_.append("--random")
+            commands.append((name, stem, tuple(only), flags_))
+    return commands
 
 
 def draw_figures(claim: claims.Claim, panel: claims.Panel, records: list[dict[str, Any]], panel_dir: str,
                  quiet: bool) -> list[str]:
-    """The comparison figure (experiments.figures compare) and the claim's extra figures."""
+    """The comparison figure (experiments.figures compare; one per split of a split panel) and the
+    claim's extra figures."""
     from experiments import figures
 
-    logdirs = ",".join(r["logdir"] for r in records)
-    labels = ",".join(r["label"] for r in records)
     paths = []
     drawn = _read_json(os.path.join(panel_dir, FIGURES_DRAWN)) or {}
-    wanted = [("compare", ())] + [(name, labels_) for name, labels_ in claim.figures]
-    for name, only in wanted:
+    for name, stem, only, extra in _figure_commands(claim, panel):
         chosen = [r for r in records if not only or r["label"] in only]
         if not chosen:
             continue
-        argv = ["figures", name, f"--logdirs={','.join(r['logdir'] for r in chosen)}",
-                f"--labels={','.join(r['label'] for r in chosen)}", f"--out={panel_dir}",
-                f"--split={panel.protocol.split}"]
-        if name == "trajectories":
-            argv.append("--random")
-        path = os.path.join(panel_dir, f"{name}.png")
+        logdirs, labels = ",".join(r["logdir"] for r in chosen), ",".join(r["label"] for r in chosen)
+        argv = ["figures", name, f"--logdirs={logdirs}", f"--labels={labels}", f"--out={panel_dir}", *extra]
+        path = os.path.join(panel_dir, f"{stem}.png")
         if not _figure_is_current(path, argv, drawn, chosen):  # a re-run that changed nothing redraws nothing
             code, stderr = _launcher(figures.cli, argv, quiet)
             if code != 0:
                 raise ValueError(f"figure {name} of {logdirs} ({labels}) failed: {stderr.strip().splitlines()[-1:]}")
-            drawn[name] = argv
+            drawn[stem] = argv
             with open(os.path.join(panel_dir, FIGURES_DRAWN), "w") as f:
                 json.dump(drawn, f, indent=1)
         paths.append(path)
@@ -290,10 +340,12 @@ def reproduce(claim: claims.Claim, scale: str, seeds: int | None, out: str, quie
         for run in panel.runs:
             print(f"[{claim.name}/{scale}] {panel.title}: {run.label} ({run.algo}, {seeds} seeds, "
                   f"{run.num_steps} iterations)", file=sys.stderr, flush=True)
-            records.append(run_method(run, panel.protocol, os.path.join(panel_dir, _slug(run.label)), seeds, quiet))
+            records.append(run_method(run, panel.protocols(), os.path.join(panel_dir, _slug(run.label)), seeds,
+                                      quiet))
         verdicts = decide(panel, records)
         figure_paths = draw_figures(claim, panel, records, panel_dir, quiet)
         panels.append({"title": panel.title, "slug": panel.slug, "protocol": dataclasses.asdict(panel.protocol),
+                       "splits": list(panel.splits),
                        "runs": records, "verdicts": [dataclasses.asdict(v) for v in verdicts],
                        "verdict_lines": [v.line(scale) for v in verdicts],
                        "table": panel_table(panel, records), "figures": figure_paths,
@@ -318,8 +370,9 @@ def report_block(result: dict[str, Any], image_dir: str | None) -> str:
         lines += ["", result["notes"]]
     for panel in result["panels"]:
         protocol = panel["protocol"]
+        splits = ", ".join(panel.get("splits") or [protocol["split"]])
         lines += ["", f"*{panel['title']}* (meta-test: {protocol['reward'] or 'config'} reward, "
-                      f"{protocol['split']} split):", ""]
+                      f"{splits} split{'s' if ',' in splits else ''}):", ""]
         if image_dir is not None:
             for path in panel["figures"]:
                 name = f"{result['claim']}_{result['scale']}_{panel['slug']}_{os.path.basename(path)}"

@@ -4,7 +4,11 @@ r"""Meta-training launcher.
         --num_steps=200 --seed=0 --logdir=runs/x [--override key=value ...]
 
 Writes ``config.json``, ``metrics.jsonl``, TensorBoard events and orbax
-checkpoints under ``checkpoints/`` into the logdir. Running the same command on
+checkpoints under ``checkpoints/`` into the logdir; at every meta-test the adaptation
+curve, and at the end the training curves, as PNGs under ``figures/`` (logged to
+TensorBoard as images). ``--logger=tensorboard,wandb`` also logs the metrics and
+figures to Weights & Biases (``pip install 'metarl-jax[wandb]'``; ``WANDB_MODE=offline``
+works without an account). Running the same command on
 an existing logdir resumes from its latest checkpoint. Bad input ends with a
 one-line ``error: ...`` on stderr and exit status 2; nothing written is deleted.
 
@@ -33,7 +37,9 @@ from experiments import common as launch
 # Own flag set, so that train, evaluate and the reproduction harness run in one process.
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("algo", "maml", "Algorithm; see metarl_jax.algos.names().", flag_values=FLAGS)
-flags.DEFINE_string("env", "point_corner", "Task family; see metarl_jax.envs.names().", flag_values=FLAGS)
+flags.DEFINE_string("env", "point_corner", "Task family: a name of metarl_jax.envs.names(), or your own family "
+                    "as package.module:factory or path/to/file.py:factory (factory(**env_kwargs) returns it).",
+                    flag_values=FLAGS)
 flags.DEFINE_string("preset", None, "Config preset; default: the env's preset if the algo has one, else 'paper'.",
                     flag_values=FLAGS)
 flags.DEFINE_integer("num_steps", 200, "Total meta-iterations (a resumed run continues up to this).", flag_values=FLAGS)
@@ -55,6 +61,13 @@ flags.DEFINE_integer("resume_step", None,
                      "later checkpoints are moved to checkpoints_abandoned/, never deleted.", flag_values=FLAGS)
 flags.DEFINE_list("eval_splits", ["val"], "Task splits to meta-test on; 'val' logs eval/..., any other split "
                   "eval/<split>/... (e.g. val,ood for TESP's out-of-distribution split).", flag_values=FLAGS)
+flags.DEFINE_list("logger", ["tensorboard"], "Where metrics and figures go besides metrics.jsonl: tensorboard, "
+                  "wandb (comma-separated; 'none': metrics.jsonl only).", flag_values=FLAGS)
+flags.DEFINE_string("wandb_project", "metarl_jax", "--logger=wandb: the W&B project.", flag_values=FLAGS)
+flags.DEFINE_string("wandb_entity", None, "--logger=wandb: the W&B entity (default: W&B's, e.g. $WANDB_ENTITY).",
+                    flag_values=FLAGS)
+flags.DEFINE_bool("figures", True, "Draw the meta-test adaptation curves and, at the end, the training curves "
+                  "into figures/ and log them as images.", flag_values=FLAGS)
 flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.", flag_values=FLAGS)
 flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 (or $METARL_COORDINATOR).",
                     flag_values=FLAGS)
@@ -76,6 +89,9 @@ def check_flags(f: Any) -> None:
         raise ValueError(f"--resume_step must be a checkpoint step >= 0, got {f.resume_step}")
     if not f.eval_splits or len(set(f.eval_splits)) != len(f.eval_splits):
         raise ValueError(f"--eval_splits must name distinct splits, got {f.eval_splits}")
+    from metarl_jax.io.metrics import check_loggers
+
+    check_loggers(f.logger)
 
 
 def run(argv_flags: Any) -> int:
@@ -119,10 +135,13 @@ def train_loop(f: Any, spec: Any, family: Any, algo: Any, ts: Any, checkpointer:
 
     from metarl_jax import parallel
     from metarl_jax.evaluation import AdaptationCurve
-    from metarl_jax.io.metrics import MetricsWriter
+    from metarl_jax.io.metrics import MetricsWriter, check_loggers
 
-    writer = MetricsWriter(f.logdir) if primary else None
-    seed_writers = ([MetricsWriter(launch.seed_dir(f.logdir, s)) for s in spec.seeds]
+    loggers = check_loggers(f.logger)
+    tensorboard = "tensorboard" in loggers
+    writer = MetricsWriter(f.logdir, tensorboard, launch.wandb_logger(f, spec) if primary else None) if primary \
+        else None
+    seed_writers = ([MetricsWriter(launch.seed_dir(f.logdir, s), tensorboard) for s in spec.seeds]
                     if spec.num_seeds > 1 and primary else [])
     eval_tasks = {split: family.task_set(split, spec.config.eval_num_tasks) for split in f.eval_splits}
     bar = launch.progress_bar(f.progress and primary, start, f.num_steps)
@@ -149,6 +168,8 @@ def train_loop(f: Any, spec: Any, family: Any, algo: Any, ts: Any, checkpointer:
                     record.update(launch.split_curve_metrics(curves))
                 if writer is not None:
                     writer.write(step + i + 1, record)
+                    if last and curves and f.figures:
+                        writer.write_figures(step + chunk, launch.curve_figures(f.logdir, spec, curves, step + chunk))
                 for k, seed_writer in enumerate(seed_writers):
                     seed_record = {name: v[k, i] for name, v in metrics.items()}
                     if last:
@@ -160,6 +181,8 @@ def train_loop(f: Any, spec: Any, family: Any, algo: Any, ts: Any, checkpointer:
             bar.set_postfix(launch.postfix(per_step))
             if step % f.checkpoint_every < chunk or step >= f.num_steps:
                 checkpointer.save(step, ts)
+        if writer is not None and f.figures:
+            writer.write_figures(step, launch.training_figures(f.logdir, spec))
     finally:
         bar.close()
         for w in ([writer] if writer is not None else []) + seed_writers:

@@ -162,6 +162,13 @@ def episode_returns(family: Any, act: Callable[[jax.Array, jax.Array], jax.Array
 
     Steps after the episode ended are masked out (the state is frozen), as in ``rollout.rollout_episode``.
     """
+    returns, steps, _ = episodes_with_qpos(family, act, tasks, key, to_env)
+    return returns, steps
+
+
+def episodes_with_qpos(family: Any, act: Callable[[jax.Array, jax.Array], jax.Array], tasks: Any, key: jax.Array,
+                       to_env: Callable[[jax.Array], jax.Array] = lambda a: a) -> tuple[jax.Array, jax.Array, Any]:
+    """``episode_returns`` and each step's ``info["qpos"]`` ([N, T, nq]) where the family records it, else ()."""
     num = jax.tree.leaves(tasks)[0].shape[0]
 
     def one_episode(task, episode_key):
@@ -173,11 +180,11 @@ def episode_returns(family: Any, act: Callable[[jax.Array, jax.Array], jax.Array
             stepped = family.step(state, to_env(act(state.obs, step_key)))
             total = total + alive * stepped.reward
             state = jax.tree.map(lambda new, old: jnp.where(alive > 0, new, old), stepped, state)
-            return (state, alive * (1.0 - stepped.done), total), alive
+            return (state, alive * (1.0 - stepped.done), total), (alive, state.info.get("qpos", ()))
 
         zero = jnp.zeros((), state.reward.dtype)
-        (_, _, total), alive = jax.lax.scan(step, (state, jnp.ones_like(zero), zero),
-                                            jax.random.split(act_key, family.episode_length))
-        return total, jnp.sum(alive)
+        (_, _, total), (alive, qpos) = jax.lax.scan(step, (state, jnp.ones_like(zero), zero),
+                                                    jax.random.split(act_key, family.episode_length))
+        return total, jnp.sum(alive), qpos
 
     return jax.vmap(one_episode)(tasks, jax.random.split(key, num))

@@ -55,16 +55,35 @@ def discounted_returns(rewards: jax.Array, mask: jax.Array, discount: float) -> 
     return discounted_cumsum(rewards, mask, discount)
 
 
-def gae(rewards: jax.Array, values: jax.Array, mask: jax.Array, discount: float, gae_lambda: float) -> jax.Array:
+def gae(rewards: jax.Array, values: jax.Array, mask: jax.Array, discount: float, gae_lambda: float,
+        bootstrap_value: jax.Array | None = None) -> jax.Array:
     """Generalised advantage estimation (Schulman et al. 2016).
 
     δ_t = r_t + γ V(s_{t+1}) − V(s_t), with V = 0 after the last valid step;
     A_t = Σ_k (γλ)^k δ_{t+k}.
+
+    ``bootstrap_value`` ([...]): V(s_T) after the last step of the time axis, for episodes the
+    horizon truncated (pass 0 where the episode terminated); None: 0 (no bootstrap, as in rllab).
     """
     chex.assert_equal_shape([rewards, values, mask])
-    next_values = jnp.concatenate([values[..., 1:] * mask[..., 1:], jnp.zeros_like(values[..., :1])], axis=-1)
+    last = jnp.zeros_like(values[..., :1]) if bootstrap_value is None else bootstrap_value[..., None] * mask[..., -1:]
+    chex.assert_equal_shape([last, values[..., :1]])
+    next_values = jnp.concatenate([values[..., 1:] * mask[..., 1:], last], axis=-1)
     deltas = rewards + discount * next_values - values
     return discounted_cumsum(deltas, mask, discount * gae_lambda)
+
+
+def value_loss(values: jax.Array, targets: jax.Array, mask: jax.Array, old_values: jax.Array | None = None,
+               clip: float | None = None) -> jax.Array:
+    """½ mean_t (V(s_t) − V̂_t)² over the valid steps; with ``clip`` (PPO2's value clipping),
+    ½ mean_t max((V − V̂)², (V_old + clip(V − V_old, ±ε) − V̂)²)."""
+    chex.assert_equal_shape([values, targets, mask])
+    squared = (values - targets) ** 2
+    if clip is not None:
+        chex.assert_equal_shape([values, old_values])
+        clipped = old_values + jnp.clip(values - old_values, -clip, clip)
+        squared = jnp.maximum(squared, (clipped - targets) ** 2)
+    return 0.5 * masked_mean(squared, mask)
 
 
 # ----------------------------------------------------------------------------- baseline

@@ -101,6 +101,18 @@ def constant_step_sizes(lr: float, num_steps: int) -> jax.Array:
 
 SCHEDULES = {"maml": maml_step_sizes, "halving": halving_step_sizes, "constant": constant_step_sizes}
 
+class AdaptationRecording(NamedTuple):
+    """The meta-test as a video shows it: per task and adaptation stage, one episode's physics states.
+
+    labels: what each stage is (["before adaptation", "after 1 step", ...]; RL²: the episodes of a trial).
+    returns: mean return of each stage's batch, [N, S].   qpos: one episode of each stage, [N, S, T, nq].
+    """
+
+    labels: tuple[str, ...]
+    returns: np.ndarray
+    qpos: np.ndarray
+
+
 Sample = Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
 Update = Callable[[Any, Any, Any, jax.Array], Any]
 

@@ -3,6 +3,7 @@
     stats = init(size)
     stats = update(stats, batch)                 # batch [..., size]: every leading axis is data
     x̂ = normalize(stats, x)                      # clip((x − mean) / max(std, min_std), ±clip)
+    policy = normalized_policy(policy, stats)    # a Policy that sees x̂ instead of x
 
 The statistics are exact running moments of every observation seen so far: a batch's mean and
 sum of squared deviations are merged by Chan et al.'s pairwise update (1979),
@@ -21,7 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from metarl_jax.networks import float_dtype
+from metarl_jax.networks import Policy, float_dtype
 
 CLIP = 5.0
 MIN_STD = 0.1
@@ -72,3 +73,18 @@ def normalize(stats: RunningStatistics, x: jax.Array, clip: float = CLIP, min_st
     """clip((x − mean) / std, −clip, clip), with std floored at ``min_std``."""
     return jnp.clip((x - stats.mean) / stats.std(min_std), -clip, clip).astype(stats.mean.dtype)
 
+
+
+def normalized_policy(policy: Policy, stats: RunningStatistics, clip: float = CLIP,
+                      min_std: float = MIN_STD) -> Policy:
+    """``policy`` applied to normalised observations, with ``stats`` held fixed (no gradient flows into them).
+
+    Used to act (rollouts) and to re-score a batch with the statistics it was collected under, so
+    the importance ratio is exactly 1 at the sampling parameters.
+    """
+    stats = jax.lax.stop_gradient(stats)
+
+    def apply(params, obs, latent=None):
+        return policy.apply(params, normalize(stats, obs, clip, min_std), latent)
+
+    return Policy(init=policy.init, apply=apply, latent_size=policy.latent_size)

@@ -27,6 +27,12 @@ class Trajectory(NamedTuple):
       dist: behaviour action distribution (for the TRPO/PPO KL).
       latents: per-episode latent z the policy was conditioned on, [..., E, z].
       positions: the family's ``info["position"]`` when it reports one, [..., E, T, 2].
+      final_obs: s_T, the observation after the last step of the horizon, [..., E, obs] (None where
+        not recorded, e.g. trials): a learned value bootstraps episodes the horizon truncated.
+      truncated: 1.0 where the time limit ended the episode (the family's ``info["truncation"]``),
+        0.0 where it terminated, [..., E].
+      qpos: the physics state after each step, [..., E, T, nq], when the family reports ``info["qpos"]``
+        (``envs.recording.RecordQpos``: videos of the meta-test); else ``()``, nothing.
     """
 
     obs: jax.Array
@@ -38,6 +44,9 @@ class Trajectory(NamedTuple):
     dist: DiagGaussian
     latents: jax.Array
     positions: jax.Array
+    final_obs: jax.Array | None = None
+    truncated: jax.Array | None = None
+    qpos: Any = ()
 
     def select_rewards(self, kind: str) -> jax.Array:
         """``"dense"`` (meta-training) or ``"sparse"`` (meta-test) rewards."""
@@ -72,15 +81,17 @@ def rollout_episode(
         next_state = jax.tree.map(lambda new, old: jnp.where(alive > 0, new, old), next_state, state)
         position = next_state.info.get("position", jnp.zeros((2,)))
         out = (state.obs, action, next_state.reward, next_state.info["sparse_reward"], alive,
-               dist.log_prob(action), dist, position)
+               dist.log_prob(action), dist, position, next_state.info.get("qpos", ()))
         next_alive = alive * (1.0 - next_state.done)
         return (next_state, next_alive), out
 
     step_keys = jax.random.split(action_key, family.episode_length)
-    _, (obs, actions, rewards, sparse, mask, log_probs, dist, positions) = jax.lax.scan(
+    (final_state, _), (obs, actions, rewards, sparse, mask, log_probs, dist, positions, qpos) = jax.lax.scan(
         step_fn, (state, jnp.ones(())), step_keys
     )
-    return Trajectory(obs, actions, rewards, sparse, mask, log_probs, dist, latent, positions)
+    return Trajectory(obs, actions, rewards, sparse, mask, log_probs, dist, latent, positions,
+                      final_obs=final_state.obs, truncated=final_state.info.get("truncation", jnp.zeros(())),
+                      qpos=qpos)
 
 
 def rollout(
@@ -209,7 +220,8 @@ def rollout_trial(
             keep = lambda new, old: jnp.where(alive > 0, new, old)  # noqa: E731
             next_carry = (next_state, alive * (1.0 - next_state.done), h, keep(action, prev_action),
                           keep(observed.astype(dtype), prev_reward), keep(jnp.zeros((), dtype), prev_done))
-            out = (x, state.obs, action, next_state.reward, sparse, alive, dist.log_prob(action), dist, position)
+            out = (x, state.obs, action, next_state.reward, sparse, alive, dist.log_prob(action), dist, position,
+                   next_state.info.get("qpos", ()))
             return next_carry, out
 
         step_keys = jax.random.split(action_key, family.episode_length)
@@ -219,10 +231,10 @@ def rollout_trial(
         return (h, prev_action, prev_reward, jnp.ones((), dtype)), outs
 
     init = (policy.initial_state(), zero_action, jnp.zeros((), dtype), jnp.zeros((), dtype))
-    _, (inputs, obs, actions, rewards, sparse, mask, log_probs, dist, positions) = jax.lax.scan(
+    _, (inputs, obs, actions, rewards, sparse, mask, log_probs, dist, positions, qpos) = jax.lax.scan(
         episode, init, jax.random.split(key, num_episodes))
     episodes = Trajectory(obs, actions, rewards, sparse, mask, log_probs, dist,
-                          jnp.zeros((num_episodes, 0), dtype), positions)
+                          jnp.zeros((num_episodes, 0), dtype), positions, qpos=qpos)
     return jax.lax.stop_gradient(Trial(episodes, inputs))
 
 

@@ -117,3 +117,59 @@ def test_splice_appends_missing_sections_and_is_idempotent():
     assert text.startswith("# Notes\n\nkept\n")
     assert all(text.count(tables.begin_marker(name)) == 1 for name in tables.SECTIONS)
     assert tables.splice(text, blocks) == text
+
+
+# ----------------------------------------------------------------------------- the GPU run-book (make bench-gpu)
+
+
+def test_gpu_runbook_dry_run_in_process_shares_the_quick_compile(quick_run, tmp_path):
+    """The run-book's --dry_run, in this process after the quick run: its PPO comparison is the quick
+    run's compiled "ours"; the compile section times its PPO program again; the gpu_* tables are written."""
+    from benchmarks import gpu_runbook
+
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# Results\n\nkept\n")
+    data = gpu_runbook.main(["--dry_run", "--in_process", "--only", "peer_ppo,compile", "--out", str(tmp_path),
+                             "--results_md", str(results_md)])
+    assert len(list(tmp_path.glob("*-dry_run.json"))) == 1
+    sections = {r["section"]: r for r in data["results"] if r["benchmark"] == "section"}
+    assert set(sections) == {"peer_ppo", "compile"} and all(r["status"] == "ok" for r in sections.values()), sections
+    ours = [r for r in data["results"] if r["benchmark"] == "peer_ppo"]
+    assert len(ours) == 1 and ours[0]["learner"].startswith("metarl_jax") and math.isfinite(ours[0]["final_return"])
+    compiled = {r["algo"]: r for r in data["results"] if r["benchmark"] == "compile"}
+    assert set(compiled) == {"ppo"} and all(r["status"] == "ok" and r["compile_s"] > 0
+                                                   for r in compiled.values()), compiled
+    text = results_md.read_text()
+    assert text.startswith("# Results\n\nkept\n")
+    for name in tables.RUNBOOK_TITLES:
+        assert text.count(tables.begin_marker(name)) == 1, name
+    assert "| ppo | point_corner | brax | 64x64 |" in text
+
+
+def test_gpu_runbook_stops_an_overrunning_section_and_keeps_what_it_wrote():
+    from benchmarks import gpu_runbook
+
+    sections = {"overrun": {"box_s": 3, "kind": "_selftest_overrun"},
+                "after": {"box_s": 100, "kind": "_selftest_overrun"}}
+    results = gpu_runbook.run_book(sections, budget_s=8.0, grace_s=1.0)
+    assert results[0] == {"benchmark": "selftest", "index": 0}  # written before the section overran
+    assert results[1]["section"] == "overrun" and results[1]["status"] == "overran" and results[1]["records"] == 1
+    assert results[1]["wall_s"] < 3 + 1 + 3
+    # The second section's box shrinks to what is left of the budget (or it is skipped).
+    assert results[-1]["section"] == "after" and results[-1]["box_s"] <= 8.0 - results[1]["wall_s"]
+
+
+@pytest.mark.slow
+def test_gpu_runbook_full_dry_run_in_subprocesses(tmp_path):
+    """Every section of the run-book at tiny sizes, each in its boxed subprocess, as on a GPU."""
+    from benchmarks import gpu_runbook
+
+    data = gpu_runbook.main(["--dry_run", "--budget_s", "900", "--out", str(tmp_path),
+                             "--results_md", str(tmp_path / "RESULTS.md")])
+    sections = {r["section"]: r for r in data["results"] if r["benchmark"] == "section"}
+    assert set(sections) == set(gpu_runbook.SECTIONS)
+    assert all(r["status"] == "ok" and r["records"] > 0 for r in sections.values()), sections
+    kinds = {r["benchmark"] for r in data["results"]}
+    assert {"training", "seeds", "peer_ppo", "peer_sac", "compile"} <= kinds
+    assert sorted(r["num_seeds"] for r in data["results"] if r["benchmark"] == "seeds") == [1, 4, 16]
+    assert run.check_figures([r for r in data["results"] if r["benchmark"] in run.REQUIRED_KEYS]) == []

@@ -9,7 +9,7 @@ import pytest
 
 from metarl_jax import algos
 from metarl_jax.algos.maml import Config
-from metarl_jax.algos.policy_gradient import PPOConfig
+from metarl_jax.algos.ppo import PPOConfig
 
 CONFIG_CLASSES = [Config, PPOConfig]
 
@@ -59,7 +59,7 @@ def test_out_of_range_raises_naming_field_and_range(cls, field, value, allowed):
         (Config, "inner_estimator", "reinforce", ["vpg", "lvc", "dice"]),
         (Config, "optimizer", "sgd", ["trpo", "ppo", "vpg"]),
         (PPOConfig, "optimizer", "trpo", ["ppo"]),
-        (PPOConfig, "activation", "sigmoid", ["relu", "tanh", "elu"]),
+        (PPOConfig, "activation", "sigmoid", ["relu", "tanh", "elu", "swish"]),
         (PPOConfig, "baseline", "value_network", ["linear", "none", "leave_one_out"]),
         (Config, "baseline", "mean", ["linear", "none", "leave_one_out"]),
         (Config, "outer_estimator", "dice", ["post_update", "pre_update_score"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from metarl_jax import algos, envs, estimators
@@ -262,6 +263,32 @@ def test_metasgd_meta_gradient_of_the_learned_step_size():
 
     curve = algo.evaluate(algo.init(jax.random.key(2)), algo.family.task_set("val", 2), jax.random.key(3))
     assert curve.returns.shape == (2, algo.config.eval_adaptation_steps + 1)
+
+
+def test_tesp_protocol_clips_the_inner_gradient_and_meta_sgd_rates():
+    """inner_grad_clip: θ' = θ + α ∘ g · min(1, c / ‖g‖); step_size_clip: α ↦ clip(α, ±c), with zero
+    gradient where the clip is active (llan-ml/tesp's baselines: c = 60 and 0.1)."""
+    family = LinearGaussianBandit()
+    config = algos.config_class("metasgd")(
+        hidden_sizes=(), meta_batch_size=1, episodes_per_task=64, fast_lr=0.2, inner_grad_clip=0.05,
+        step_size_clip=0.1)
+    algo = algos.make("metasgd", family, config)
+    meta_params = algo.init(jax.random.key(0)).params
+    sizes = algo.step_sizes(meta_params)
+    assert all(np.all(np.asarray(a) == 0.1) for a in jax.tree.leaves(sizes))  # 0.2 clipped to 0.1
+    grad_alpha = jax.grad(lambda m: sum(jnp.sum(a) for a in jax.tree.leaves(algo.step_sizes(m))))(meta_params)
+    assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grad_alpha["inner_lr"]))
+    (trajectories, adv), _, _ = algo.sample_adaptation(meta_params, jnp.array(0.5), jax.random.key(1))
+    trajectories, adv = jax.tree.map(lambda x: x[0], (trajectories, adv))
+    params = algo.policy_params(meta_params)
+    g = jax.grad(algo.inner_objective)(params, trajectories, adv)
+    norm = float(optax.global_norm(g))
+    assert norm > 0.05  # the clip is active
+    expected = jax.tree.map(lambda p, gi: p + 0.1 * gi * 0.05 / norm, params, g)
+    eq.assert_close(algo.inner_step(meta_params, params, trajectories, adv), expected, 1e-6, "clipped inner step")
+    assert algos.preset("metasgd", "reacher2").step_size_clip == 0.1
+    assert algos.preset("maml", "tesp_wheeled").inner_grad_clip == 60.0
+    assert algos.preset("metasgd", "point_corner").step_size_clip is None
 
 
 def test_cg_subsample_fisher_uses_every_other_task():

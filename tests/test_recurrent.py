@@ -241,3 +241,19 @@ def test_rl2_presets_and_bad_config():
         rl2.Config(minibatch_size=3)
     with pytest.raises(ValueError, match="'entropy_method' must be one of"):
         rl2.Config(entropy_method="soft")
+
+
+def test_rl2_meta_test_observes_the_meta_test_reward(trained_rl2, semicircle):
+    """MAESN's protocol (Sec. 5.2): trained on dense rewards, meta-tested on sparse ones, the policy sees
+    the sparse reward at meta-test; ``eval_observe="train_reward"`` shows it the dense one instead."""
+    from metarl_jax.rollout import rollout_trials
+
+    algo, ts, _ = trained_rl2
+    tasks, key = semicircle.task_set("val", 8), jax.random.key(2)
+    for observe, observed in (("eval_reward", "sparse"), ("train_reward", "dense")):
+        sparse_test = algos.make("rl2", semicircle, algo.config.replace(eval_reward="sparse", eval_observe=observe))
+        curve = sparse_test.evaluate(ts, tasks, key)
+        trials = rollout_trials(semicircle, algo.policy, ts.params, tasks, key, 4, observed, 1)
+        np.testing.assert_allclose(curve.returns, np.mean(trials.episode_returns("sparse"), axis=1), rtol=1e-5)
+        observed_rewards = np.asarray(trials.inputs)[..., -2]  # r_{t−1}: sparse in [0, 1], dense = −distance
+        assert np.all(observed_rewards >= 0) == (observed == "sparse")

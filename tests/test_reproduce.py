@@ -127,6 +127,35 @@ def test_pearl_claim_reads_per_seed_learning_curves_and_draws_the_posterior_figu
     assert "env steps to a sparse meta-test return" in panel["verdict_lines"][0]
     assert [os.path.basename(p) for p in panel["figures"]] == ["compare.png", "posterior.png"]
     assert pearl["curve"]["x_label"] == "trajectories of context"
+def test_smaller_gap_compares_each_seeds_drop_between_splits():
+    """Gaps per seed (same parameters on both splits): A drops 1 from train to ood, B 3 and C 4; the
+    difference is the best rival's (B's) mean gap minus A's."""
+    curves = {"A@train": np.array([[0.0, 5.0], [0.0, 6.0], [0.0, 5.5]]),
+              "A@ood": np.array([[0.0, 4.0], [0.0, 5.2], [0.0, 4.3]]),
+              "B@train": np.array([[0.0, 9.0], [0.0, 8.0], [0.0, 8.5]]),
+              "B@ood": np.array([[0.0, 6.0], [0.0, 5.0], [0.0, 5.5]]),
+              "C@train": np.array([[0.0, 9.0], [0.0, 9.0], [0.0, 9.0]]),
+              "C@ood": np.array([[0.0, 5.0], [0.0, 5.0], [0.0, 5.0]])}
+    verdict = claims.SmallerGap("A", ("B", "C")).decide(curves)
+    a_gaps, b_gaps = np.array([1.0, 0.8, 1.2]), np.array([3.0, 3.0, 3.0])
+    difference, low, high = claims.welch_interval(b_gaps, a_gaps)
+    assert verdict.holds and verdict.difference == pytest.approx(2.0) and (low, high) == pytest.approx(verdict.ci95)
+    assert "train – ood gap in return is smaller than the smallest other gap (B's)" in verdict.statement
+    assert not claims.SmallerGap("C", ("A",)).decide(curves).holds
+    assert claims.SmallerGap("A", ("D",)).decide(curves).holds is None
+
+
+def test_a_split_panel_meta_tests_each_split_once_and_keys_the_curves_by_split():
+    run = claims.Run("A", "maml", "reacher2", 1)
+    panel = claims.Panel("p", (run,), (), claims.Protocol(split="val"), splits=("train", "val", "ood"))
+    protocols = panel.protocols()
+    assert protocols["@val"] is protocols[""]  # the protocol's own split: one meta-test, two keys
+    assert protocols["@ood"].split == "ood" and protocols["@ood"].curve_name == "adaptation_curve_ood"
+    assert "--curve_name=adaptation_curve_train" in protocols["@train"].evaluate_args()
+    stems = [stem for _, stem, _, _ in reproduce._figure_commands(claims.Claim("c", "p", "f", "d", {}, (
+        ("learning", ()), ("trajectories", ()))), panel)]
+    assert stems == ["compare", "compare_train", "compare_ood", "learning", "learning_train", "learning_ood",
+                     "trajectories"]
 
 
 @pytest.fixture(scope="module")
@@ -163,13 +192,14 @@ def test_every_claim_at_smoke_scale_writes_runs_figures_json_table_and_verdicts(
             curve = record["curve"]
             assert np.shape(curve["per_seed"])[0] == 2 and curve["reward"] == (panel["protocol"]["reward"]
                                                                               or curve["reward"])
-            assert record["status"] == ["trained", "evaluated"]
-            assert f"| {record['label']} |" in table
+            assert record["status"] == ["trained"] + ["evaluated"] * len(set(scaled_panel.protocols().values()))
+            rows = [f"{record['label']} ({split})" for split in scaled_panel.splits] or [record["label"]]
+            assert all(f"| {row} |" in table for row in rows), rows
         for path in panel["figures"]:
             assert open(path, "rb").read()[:4] == b"\x89PNG", path
         assert os.path.basename(panel["figures"][0]) == "compare.png"
     for panel in second[name]["panels"]:  # a re-run skips what is finished, figures included
-        assert all(r["status"] == ["trained earlier", "evaluated earlier"] for r in panel["runs"])
+        assert all(set(r["status"]) == {"trained earlier", "evaluated earlier"} for r in panel["runs"])
         assert not [path for path in panel["figures"] if path in redrawn]
     assert second[name]["panels"][0]["verdict_lines"] == result["panels"][0]["verdict_lines"]
 
@@ -236,3 +266,25 @@ def test_evaluate_of_a_single_task_learner_refuses_meta_test_flags(smoke_results
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
         code = evaluate.cli(["evaluate", f"--logdir={ddpg['logdir']}", "--reward=sparse"])
     assert code == 2 and "--reward: ddpg's config has no field 'eval_reward'" in stderr.getvalue()
+
+
+def test_split_panels_meta_test_and_draw_every_split(smoke_results):
+    """TESP's panel: each run meta-tested on D and D′ (its own files), the figures per split, and the
+    learning curves read from the launcher's eval/<split>/ metrics after the last adaptation step."""
+    from metarl_jax.io.metrics import read_metrics
+
+    out, first, _, _ = smoke_results
+    panel = first["tesp_fig4"]["panels"][0]
+    names = {os.path.basename(p) for p in panel["figures"]}
+    assert {"compare.png", "compare_train.png", "learning.png", "learning_train.png"} <= names
+    for record in panel["runs"]:
+        train_curve = record["split_curves"]["@train"]
+        assert train_curve["split"] == "train" and record["curve"]["split"] == "val"
+        assert record["split_curves"]["@val"] == record["curve"]
+        saved = json.loads(open(os.path.join(record["logdir"], "eval", "adaptation_curve_train.json")).read())
+        assert saved["per_seed"] == train_curve["per_seed"]
+    learning = json.loads((out / "tesp_fig4" / "smoke" / panel["slug"] / "learning_train.json").read_text())
+    assert learning["split"] == "train"
+    for curve, record in zip(learning["curves"], panel["runs"]):
+        rows = [r for r in read_metrics(record["logdir"]) if "eval/train/return_step1" in r]
+        assert curve["adaptation_steps"] == 1 and curve["mean"] == [r["eval/train/return_step1"] for r in rows]

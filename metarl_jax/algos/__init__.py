@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from metarl_jax.algos import (
+    adapt_sv,
     ddpg,
     emaml,
     maesn,
@@ -13,6 +14,7 @@ from metarl_jax.algos import (
     metasgd,
     pearl,
     policy_gradient,
+    ppo,
     promp,
     rl2,
     sac,
@@ -32,11 +34,11 @@ _REGISTRY: dict[str, tuple[type[Algorithm], Any]] = {
     "mame": (mame.MAME, mame),
     "vpg": (policy_gradient.VPG, policy_gradient),
     "trpo": (policy_gradient.TRPO, policy_gradient),
-    "ppo": (policy_gradient.PPO, policy_gradient),
+    "ppo": (ppo.PPO, ppo),
     # Recurrent meta-learners (issue 13).
     "rl2": (rl2.RL2, rl2),
     "tesp": (tesp.TESP, tesp),
-    "adapt_sv": (tesp.AdaptSV, tesp),
+    "adapt_sv": (adapt_sv.AdaptSV, adapt_sv),
     # Off-policy learners (issue 11).
     "ddpg": (ddpg.DDPG, ddpg),
     "sac": (sac.SAC, sac),
@@ -77,5 +79,5 @@ def make(name: str, family: Any, config: AlgoConfig | None = None, mesh: Any = N
 
 
 __all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "ddpg", "emaml", "maesn", "make", "maml", "mame",
-           "metasgd", "names", "pearl", "policy_gradient", "preset", "presets", "promp", "rl2", "sac", "teacher_ddpg",
-           "tesp"]
+           "metasgd", "names", "pearl", "policy_gradient", "ppo", "preset", "presets", "promp", "rl2", "sac",
+           "teacher_ddpg", "tesp"]

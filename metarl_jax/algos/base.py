@@ -12,22 +12,27 @@ An algorithm subclass supplies three pure functions and gets the public API:
 
     algo.init_seeds(keys) / train_seeds / evaluate_seeds: N independent seeds vmapped
     over a leading seed axis, still one program.
+
+    algo.record_adaptation(ts, tasks, key): the meta-test with one episode's qpos per task and
+    adaptation stage (videos); an algorithm supplies ``_record_stages`` (and ``stage_labels``).
 """
 
 from __future__ import annotations
 
 import abc
+import copy
 import functools
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from metarl_jax import parallel
 from metarl_jax.algos.config import AlgoConfig
 from metarl_jax.envs.base import validate_family
-from metarl_jax.evaluation import AdaptationCurve
+from metarl_jax.evaluation import AdaptationCurve, AdaptationRecording
 
 
 @struct.dataclass
@@ -149,6 +154,35 @@ class Algorithm(abc.ABC):
     def evaluate_seeds(self, ts: TrainState, tasks: Any, keys: jax.Array) -> AdaptationCurve:
         """Adaptation curves of every seed; ``returns`` has shape [seeds, tasks, K + 1]."""
         return self._jit_evaluate_seeds(parallel.commit(ts, self.mesh), tasks, keys)
+
+    def record_adaptation(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationRecording:
+        """The meta-test on ``tasks`` with the physics states recorded: per task and stage (``stage_labels``)
+        the batch's mean return and one episode's qpos [N, S, T, nq], for videos (``io.video``).
+
+        Runs ``_record_stages`` on a copy of this algorithm whose family is ``RecordQpos(family)`` (MJX
+        families only), so the rollouts keep ``Trajectory.qpos``; its own compiled programs are untouched.
+        """
+        from metarl_jax.envs.recording import RecordQpos
+
+        recorder = copy.copy(self)
+        recorder.family = RecordQpos(self.family)
+        returns, qpos = jax.jit(recorder._record_stages)(parallel.commit(ts, self.mesh), tasks, key)
+        if not jax.tree.leaves(qpos):
+            raise ValueError(f"{self.name}: its meta-test rollouts did not record the family's qpos")
+        labels = tuple(self.stage_labels())
+        if np.shape(returns)[1] != len(labels) or np.shape(qpos)[1] != len(labels):
+            raise ValueError(f"{self.name}: _record_stages returned {np.shape(returns)[1]} stages, "
+                             f"stage_labels {len(labels)}")
+        return AdaptationRecording(labels, np.asarray(returns), np.asarray(qpos))
+
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(returns [N, S], qpos [N, S, T, nq]): ``_evaluate`` with one recorded episode per stage (pure)."""
+        raise ValueError(f"{self.name} does not record its meta-test for videos (it has no _record_stages)")
+
+    def stage_labels(self) -> list[str]:
+        """Names of the stages ``_record_stages`` returns: before adaptation, after 1..K steps."""
+        steps = int(getattr(self.config, "eval_adaptation_steps", 0))
+        return ["before adaptation"] + [f"after {k} step{'s' if k > 1 else ''}" for k in range(1, steps + 1)]
 
     def lower_train_step(self, ts: TrainState):
         """The lowered train step, e.g. for ``.compile()`` timing or HLO inspection."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 
 from metarl_jax import estimators, optim
 from metarl_jax.algos.config import AlgoConfig, in_range, non_negative, one_of, positive, unit_interval
-from metarl_jax.evaluation import SCHEDULES, AdaptationCurve, adaptation_curve
+from metarl_jax.evaluation import SCHEDULES, AdaptationCurve, AdaptationTrace, adaptation_trace
 from metarl_jax.networks import ACTIVATIONS, DiagGaussian, Policy, float_dtype, make_gaussian_policy
 from metarl_jax.rollout import Trajectory, rollout, score
 
@@ -72,7 +73,8 @@ def maesn_protocol(family: str) -> dict[str, Any]:
 # outer loop: 20 tasks x 25 episodes, K = 3 first-order VPG fast updates at lr 0.001 (Meta-SGD: the
 # initial per-parameter rate), PPO clip 0.15 / Adam 3e-4 / 20 epochs, γ 0.99, λ 0.97, uncentred
 # advantages, the supplement's MLP (tanh), meta-test = the same 3 fast updates on 100 tasks of a split.
-# Not reproduced: the original clips the inner gradient to norm 60 and Meta-SGD's rates to ±0.1.
+# As in the original, the inner gradient is clipped to global norm 60 (and Meta-SGD's rates to ±0.1,
+# ``metasgd.PRESETS``).
 TESP_FAMILIES = ("wheeled", "ant_goal", "reacher2", "reacher4")
 TESP_MLP = {"wheeled": (256, 256), "ant_goal": (512, 512), "reacher2": (256, 256), "reacher4": (512, 512)}
 
@@ -82,9 +84,10 @@ def tesp_protocol(family: str) -> dict[str, Any]:
     if family not in TESP_FAMILIES:
         raise ValueError(f"tesp_protocol: family must be one of {list(TESP_FAMILIES)}, got {family!r}")
     return dict(hidden_sizes=TESP_MLP[family], activation="tanh", meta_batch_size=20, episodes_per_task=25,
-                num_inner_steps=3, fast_lr=0.001, first_order=True, inner_estimator="vpg", optimizer="ppo",
-                learning_rate=3e-4, ppo_clip=0.15, ppo_epochs=20, gae_lambda=0.97, normalize_advantages=False,
-                eval_num_tasks=100, eval_episodes_per_task=25, eval_adaptation_steps=3, eval_schedule="constant")
+                num_inner_steps=3, fast_lr=0.001, inner_grad_clip=60.0, first_order=True, inner_estimator="vpg",
+                optimizer="ppo", learning_rate=3e-4, ppo_clip=0.15, ppo_epochs=20, gae_lambda=0.97,
+                normalize_advantages=False, eval_num_tasks=100, eval_episodes_per_task=25, eval_adaptation_steps=3,
+                eval_schedule="constant")
 
 
 def check_train_task_sampling(config: Any) -> None:
@@ -182,7 +185,7 @@ def optimizer_metrics(info: dict[str, jax.Array]) -> dict[str, jax.Array]:
     return {f"train/{k}": jnp.asarray(v, float_dtype()) for k, v in info.items() if k != "nonfinite"}
 
 
-def policy_adaptation_curve(
+def policy_adaptation_trace(
     family: Any,
     policy: Policy,
     params: Any,
@@ -190,13 +193,15 @@ def policy_adaptation_curve(
     key: jax.Array,
     config: Any,
     lr: Any,
-) -> AdaptationCurve:
+    keep: Callable[[Trajectory], Any] = lambda batch: (),
+) -> AdaptationTrace:
     """Meta-test by fine-tuning the policy itself with VPG steps (MAML's protocol).
 
     ``lr`` is a scalar or a pytree like ``params`` (Meta-SGD's per-parameter rates); step k
     uses ``lr`` times the ``eval_schedule`` factor. Reads ``eval_episodes_per_task``,
     ``eval_adaptation_steps``, ``eval_reward`` and ``eval_schedule`` from ``config``; adapts
-    with the eval reward, as at meta-test only that reward is observed.
+    with the eval reward, as at meta-test only that reward is observed. ``keep(batch)`` is kept
+    for every batch (``AdaptationTrace.kept``; e.g. the recorded qpos of a video).
     """
     scales = SCHEDULES[config.eval_schedule](1.0, config.eval_adaptation_steps)
     if jax.tree.structure(lr) != jax.tree.structure(params):
@@ -212,4 +217,15 @@ def policy_adaptation_curve(
                                                             trajectories.mask))(p)
         return jax.tree.map(lambda x, a, g: x + scale * a * g, p, lr, grads)
 
-    return adaptation_curve(sample, update, params, tasks, key, scales)
+    return adaptation_trace(sample, update, params, tasks, key, scales, keep)
+
+
+def policy_adaptation_curve(family: Any, policy: Policy, params: Any, tasks: Any, key: jax.Array, config: Any,
+                            lr: Any) -> AdaptationCurve:
+    """The returns of ``policy_adaptation_trace``."""
+    return AdaptationCurve(policy_adaptation_trace(family, policy, params, tasks, key, config, lr).returns)
+
+
+def first_episode_qpos(batch: Trajectory) -> Any:
+    """The recorded qpos of a batch's first episode, [T, nq] (``keep`` of the video recordings)."""
+    return batch.qpos[0]

@@ -32,7 +32,6 @@ from metarl_jax.algos import offpolicy
 from metarl_jax.algos.base import Algorithm, TrainState, new_train_state, split_rng
 from metarl_jax.algos.config import non_negative, one_of, positive
 from metarl_jax.collector import Transition
-from metarl_jax.evaluation import AdaptationCurve
 from metarl_jax.networks import float_dtype, make_deterministic_actor, make_q_function
 
 NOISE_TYPES = ("gaussian", "ou", "none")
@@ -213,7 +212,6 @@ class DDPG(offpolicy.OffPolicyBase, Algorithm):
             "time/gradient_steps": (ts.step * cfg.epoch_cycles * cfg.train_steps).astype(jnp.float32),
         }
 
-    def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
-        stats = ts.extras["experience"].obs_stats
-        mu = self.ddpg.policy(ts.params["actor"], stats)
-        return self.deterministic_curve(lambda obs, _: mu(obs), tasks, key)
+    def eval_policy(self, ts: TrainState):
+        mu = self.ddpg.policy(ts.params["actor"], ts.extras["experience"].obs_stats)
+        return lambda obs, _: mu(obs)

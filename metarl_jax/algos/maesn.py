@@ -420,6 +420,10 @@ class MAESN(Algorithm):
     def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
         return AdaptationCurve(self.meta_test_trace(ts.params, tasks, key).returns)
 
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        trace = self.meta_test_trace(ts.params, tasks, key, keep=common.first_episode_qpos)
+        return trace.returns, trace.kept
+
 
 class LatentSpace(MAESN):
     """MAESN's LSBaseline: θ and per-task latents trained by TRPO without an inner step; test as MAESN."""

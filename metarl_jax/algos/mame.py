@@ -348,6 +348,11 @@ class MAME(Algorithm):
     def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
         return AdaptationCurve(self.meta_test_trace(ts.params, tasks, key).returns)
 
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        """Stage k: an episode of π_{θ,z_k} (the policy whose return the curve reports)."""
+        trace = self.meta_test_trace(ts.params, tasks, key, keep=lambda batch: common.first_episode_qpos(batch[1]))
+        return trace.returns, trace.kept
+
     def adapted_rollout(self, params: Any, task: Any, key: jax.Array) -> tuple[Trajectory, Trajectory]:
         """(μ_φ's exploration episodes [E, T], one episode of the adapted π_{θ,z'} [1, T]) for one task:
         what the exploration-trajectory figure draws (E = ``eval_episodes_per_task``, eval reward)."""

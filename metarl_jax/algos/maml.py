@@ -48,6 +48,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from metarl_jax import estimators, parallel
 from metarl_jax.algos import common
@@ -67,6 +68,8 @@ class Config(common.PolicyGradientConfig):
     episodes_per_task: int = positive(20)
     num_inner_steps: int = positive(1)
     fast_lr: float = non_negative(0.1)
+    # The inner gradient clipped to this global norm before the step (llan-ml/tesp: 60); None: unclipped.
+    inner_grad_clip: float | None = positive(None)
     inner_estimator: str = one_of("dice", tuple(estimators.SURROGATES))
     first_order: bool = False
     # The inner step (and meta-test fine-tuning) also adapts log σ; False: α = 0 for log σ.
@@ -176,8 +179,10 @@ class MAML(Algorithm):
 
     def inner_step(self, meta_params: Any, params: Any, trajectories: Trajectory, adv: jax.Array,
                    realized: bool = False) -> Any:
-        """θ' = θ + α ∘ ∇_θ L(θ; D) (gradient ascent on the surrogate)."""
+        """θ' = θ + α ∘ ∇_θ L(θ; D) (gradient ascent on the surrogate; ∇ clipped to ``inner_grad_clip``)."""
         grads = jax.grad(self.inner_objective)(params, trajectories, adv, realized)
+        if self.config.inner_grad_clip is not None:  # g · min(1, c / ‖g‖)
+            grads = optax.clip_by_global_norm(self.config.inner_grad_clip).update(grads, None)[0]
         if self.config.first_order and not realized:
             grads = jax.lax.stop_gradient(grads)
         return jax.tree.map(lambda p, a, g: p + a * g, params, self.inner_step_sizes(meta_params), grads)
@@ -316,6 +321,12 @@ class MAML(Algorithm):
         """
         return common.policy_adaptation_curve(self.family, self.policy, self.policy_params(ts.params),
                                               self.shard(tasks), key, self.config, self.eval_step_sizes(ts.params))
+
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        trace = common.policy_adaptation_trace(self.family, self.policy, self.policy_params(ts.params),
+                                               self.shard(tasks), key, self.config, self.eval_step_sizes(ts.params),
+                                               keep=common.first_episode_qpos)
+        return trace.returns, trace.kept
 
     def eval_step_sizes(self, meta_params: Any) -> Any:
         """Meta-test α as a pytree like θ: ``eval_lr``, else ``step_sizes``; 0 for log σ unless

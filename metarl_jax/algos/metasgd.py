@@ -3,7 +3,8 @@
 MAML with a learned, per-parameter inner learning rate: the meta-parameters are
 (θ, α) with α a vector of the same shape as θ, and
 
-    θ'_i = θ + α ∘ ∇_θ L_{T_i}(f_θ; D_i)                    (inner step, element-wise)
+    θ'_i = θ + α ∘ ∇_θ L_{T_i}(f_θ; D_i)                    (inner step, element-wise; α clipped to
+                                                              ±step_size_clip where set)
     (θ, α) ← outer step on Σ_i L_{T_i}(f_θ'_i; D'_i)         (TRPO or PPO on both)
 
 Everything else -- fresh samples per inner step, the DiCE inner surrogate, the
@@ -21,14 +22,22 @@ import jax
 import jax.numpy as jnp
 
 from metarl_jax.algos import maml
+from metarl_jax.algos.config import positive
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(maml.Config):
     """MAML's fields; ``fast_lr`` is the initial value of every entry of α."""
 
+    # α clipped to ±step_size_clip where it is used (TESP's protocol, llan-ml/tesp: 0.1; zero gradient
+    # where the clip is active); None: unclipped (Li et al.).
+    step_size_clip: float | None = positive(None)
 
-PRESETS: dict[str, Config] = {name: Config(**preset.to_dict()) for name, preset in maml.PRESETS.items()}
+
+# MAML's presets; with TESP's protocol (its families' tesp_* presets and the reachers) α is clipped to ±0.1.
+PRESETS: dict[str, Config] = {
+    name: Config(**preset.to_dict(), **({"step_size_clip": 0.1} if preset.inner_grad_clip is not None else {}))
+    for name, preset in maml.PRESETS.items()}
 
 
 class MetaSGD(maml.MAML):
@@ -44,4 +53,6 @@ class MetaSGD(maml.MAML):
         return meta_params["policy"]
 
     def step_sizes(self, meta_params: Any) -> Any:
-        return meta_params["inner_lr"]
+        clip = self.config.step_size_clip
+        alpha = meta_params["inner_lr"]
+        return alpha if clip is None else jax.tree.map(lambda a: jnp.clip(a, -clip, clip), alpha)

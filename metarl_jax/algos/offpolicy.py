@@ -23,7 +23,14 @@ import optax
 
 from metarl_jax import normalization, optim
 from metarl_jax.algos.config import AlgoConfig, non_negative, one_of, positive, unit_interval
-from metarl_jax.collector import Collector, CollectorState, EpisodeStats, Transition, episode_returns
+from metarl_jax.collector import (
+    Collector,
+    CollectorState,
+    EpisodeStats,
+    Transition,
+    episode_returns,
+    episodes_with_qpos,
+)
 from metarl_jax.envs.wrappers import with_episode_length
 from metarl_jax.evaluation import AdaptationCurve
 from metarl_jax.networks import ACTIVATIONS, float_dtype
@@ -190,6 +197,25 @@ class OffPolicyBase:
         """The return of ``act(obs, key)`` (the current deterministic policy): an adaptation curve with K = 0."""
         returns, _ = episode_returns(self.family, act, tasks, key, self.to_env)
         return AdaptationCurve(returns[:, None])
+
+    def deterministic_recording(self, act, tasks: Any, key: jax.Array) -> tuple[jax.Array, Any]:
+        """``deterministic_curve`` with each episode's qpos: (returns [N, 1], qpos [N, 1, T, nq]) (videos)."""
+        returns, _, qpos = episodes_with_qpos(self.family, act, tasks, key, self.to_env)
+        return returns[:, None], jax.tree.map(lambda x: x[:, None], qpos)
+
+    def eval_policy(self, ts: Any):
+        """The policy the learner is evaluated with, ``act(obs, key) -> action``."""
+        raise NotImplementedError
+
+    def _evaluate(self, ts: Any, tasks: Any, key: jax.Array) -> AdaptationCurve:
+        return self.deterministic_curve(self.eval_policy(ts), tasks, key)
+
+    def _record_stages(self, ts: Any, tasks: Any, key: jax.Array):
+        """One stage: an episode of the evaluated policy per task."""
+        return self.deterministic_recording(self.eval_policy(ts), tasks, key)
+
+    def stage_labels(self) -> list[str]:
+        return ["policy"]
 
     @staticmethod
     def episode_info(episodes: EpisodeStats) -> dict[str, jax.Array]:

@@ -1,9 +1,9 @@
-"""Policy gradient from scratch: REINFORCE/VPG, TRPO and PPO.
+"""Policy gradient from scratch: REINFORCE/VPG and TRPO (PPO, with its value function: ``algos.ppo``).
 
     1: sample tasks (a single-task family has exactly one)
     2: sample trajectories with π_θ
     3: advantages: baseline (``baseline``; rllab's linear feature baseline by default), GAE(γ, λ)
-    4: θ ← VPG / TRPO / PPO step on mean_t ρ_t A_t,  ρ = π_θ / π_θ_old
+    4: θ ← VPG / TRPO step on mean_t ρ_t A_t,  ρ = π_θ / π_θ_old
 
 Trained across a task family this is the "pretrained" multi-task baseline of
 MAML (Finn et al. 2017, Sec. 5.3); its meta-test fine-tunes θ with VPG.
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from metarl_jax.algos import common
 from metarl_jax.algos.base import Algorithm, TrainState, new_train_state, split_rng
-from metarl_jax.algos.config import non_negative, one_of, positive, unit_interval
+from metarl_jax.algos.config import non_negative, one_of, positive
 from metarl_jax.evaluation import SCHEDULES, AdaptationCurve
 from metarl_jax.rollout import rollout_tasks
 
@@ -53,18 +53,6 @@ class TRPOConfig(Config):
     optimizer: str = one_of("trpo", ("trpo",))
 
 
-@dataclasses.dataclass(frozen=True)
-class PPOConfig(Config):
-    """PPO-clip (Schulman et al. 2017): (64, 64) tanh, λ 0.95, Adam 3e-4, clip 0.2, 10 epochs."""
-
-    optimizer: str = one_of("ppo", ("ppo",))
-    hidden_sizes: tuple[int, ...] = positive((64, 64))
-    activation: str = one_of("tanh", ("relu", "tanh", "elu"))
-    gae_lambda: float = unit_interval(0.95)
-    learning_rate: float = positive(3e-4)
-    ppo_epochs: int = positive(10)
-
-
 def _presets(cls):
     return {
         "paper": cls(),
@@ -73,7 +61,7 @@ def _presets(cls):
     }
 
 
-PRESETS_BY_ALGO = {"vpg": _presets(VPGConfig), "trpo": _presets(TRPOConfig), "ppo": _presets(PPOConfig)}
+PRESETS_BY_ALGO = {"vpg": _presets(VPGConfig), "trpo": _presets(TRPOConfig)}
 
 
 class _PolicyGradient(Algorithm):
@@ -114,6 +102,11 @@ class _PolicyGradient(Algorithm):
         return common.policy_adaptation_curve(self.family, self.policy, ts.params, self.shard(tasks), key,
                                               self.config, self.config.eval_lr)
 
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        trace = common.policy_adaptation_trace(self.family, self.policy, ts.params, self.shard(tasks), key,
+                                               self.config, self.config.eval_lr, keep=common.first_episode_qpos)
+        return trace.returns, trace.kept
+
 
 class VPG(_PolicyGradient):
     name = "vpg"
@@ -124,7 +117,3 @@ class TRPO(_PolicyGradient):
     name = "trpo"
     Config = TRPOConfig
 
-
-class PPO(_PolicyGradient):
-    name = "ppo"
-    Config = PPOConfig

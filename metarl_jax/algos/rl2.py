@@ -19,7 +19,9 @@ episodes per iteration, PPO clip 0.2, Adam 1e-3 (garage's FirstOrderOptimizer), 
 minibatches of 32 trials, γ 0.99, GAE λ 0.95, uncentred advantages, linear feature baseline, and the
 entropy bonus ``entropy_method="max"``: r_t + 0.02 H(π(·|x_t)) with no gradient through H (the
 maximum-entropy objective; "regularized" instead adds −c · mean H to the loss, with its gradient).
-The policy observes ``train_reward`` also at meta-test; ``eval_reward`` chooses the return reported.
+At meta-test the policy observes the meta-test reward ``eval_reward`` (MAESN's protocol, Sec. 5.2: every
+method trains on dense rewards and meta-tests on sparse ones, so a sparse test task gives nothing else);
+``eval_observe="train_reward"`` shows it the training reward instead while reporting ``eval_reward``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Config(AlgoConfig):
     eval_num_tasks: int = positive(40)
     eval_trials_per_task: int = positive(1)
     eval_reward: str = one_of("dense", common.REWARD_KINDS)
+    eval_observe: str = one_of("eval_reward", ("eval_reward", "train_reward"))  # r_{t−1} at meta-test
 
     def validate(self) -> None:
         if self.minibatch_size < self.meta_batch_size and self.meta_batch_size % self.minibatch_size:
@@ -169,10 +172,23 @@ class RL2(Algorithm):
         }
         return ts, metrics
 
+    def meta_test_trials(self, ts: TrainState, tasks: Any, key: jax.Array):
+        """``eval_trials_per_task`` trials per held-out task, [tasks, trials, K, T, ...]."""
+        cfg = self.config
+        observed = cfg.eval_reward if cfg.eval_observe == "eval_reward" else cfg.train_reward
+        return rollout_trials(self.family, self.policy, ts.params, self.shard(tasks), key, cfg.episodes_per_trial,
+                              observed, cfg.eval_trials_per_task)
+
     def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
         """Meta-test: ``eval_trials_per_task`` trials per held-out task; returns [tasks, K], entry k − 1 the
         mean ``eval_reward`` return of episode k."""
-        cfg = self.config
-        trials = rollout_trials(self.family, self.policy, ts.params, self.shard(tasks), key, cfg.episodes_per_trial,
-                                cfg.train_reward, cfg.eval_trials_per_task)
-        return AdaptationCurve(jnp.mean(trials.episode_returns(cfg.eval_reward), axis=1))
+        trials = self.meta_test_trials(ts, tasks, key)
+        return AdaptationCurve(jnp.mean(trials.episode_returns(self.config.eval_reward), axis=1))
+
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        """The meta-test's trials; stage k: episode k of each task's first trial."""
+        trials = self.meta_test_trials(ts, tasks, key)
+        return jnp.mean(trials.episode_returns(self.config.eval_reward), axis=1), trials.episodes.qpos[:, 0]
+
+    def stage_labels(self) -> list[str]:
+        return [f"episode {k} of the trial" for k in range(1, self.config.episodes_per_trial + 1)]

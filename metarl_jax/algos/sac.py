@@ -32,7 +32,6 @@ from metarl_jax.algos import offpolicy
 from metarl_jax.algos.base import Algorithm, TrainState, new_train_state, split_rng
 from metarl_jax.algos.config import in_range, non_negative, positive
 from metarl_jax.collector import Transition
-from metarl_jax.evaluation import AdaptationCurve
 from metarl_jax.networks import float_dtype, make_q_function, make_tanh_gaussian_policy
 
 
@@ -188,7 +187,7 @@ class SAC(offpolicy.OffPolicyBase, Algorithm):
         }
         return ts, metrics
 
-    def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
-        """The return of the mean action tanh(μ(s)) (K = 0)."""
+    def eval_policy(self, ts: TrainState):
+        """The mean action tanh(μ(s)) (evaluated with K = 0)."""
         act = self.actor(ts.params["actor"], ts.extras["experience"].obs_stats, deterministic=True)
-        return self.deterministic_curve(lambda obs, k: act((), obs, k)[0], tasks, key)
+        return lambda obs, k: act((), obs, k)[0]

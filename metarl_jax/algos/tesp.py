@@ -34,8 +34,9 @@ state-independent vector (rllib's policy outputs it), and the outer loop keeps t
 
 The paper's ablations are config fields (``ABLATIONS``): V1 ``episode_buffer="all"``, V2
 ``adapt_policy=True``, V3 ``embedding_l2=0``, V4 ``fast_lr=0, learn_step_sizes=False`` and V5
-``learn_step_sizes=False``. ``adapt_sv`` (AdaptSV, the paper's baseline, in the spirit of MAESN) is the
-same model with a single learned vector z as the embedding, fast-updated instead of an encoder.
+``learn_step_sizes=False``. ``adapt_sv`` (AdaptSV, the paper's baseline, in the spirit of MAESN;
+``algos/adapt_sv.py``) is the same model with a single learned vector z as the embedding, fast-updated
+instead of an encoder.
 
 Meta-test on any task split (D, D′, D″): the same procedure, ``eval_adaptation_steps`` fast updates
 with the learned rates; ``returns[:, k]`` is the mean return of batch k + 1 (after k fast updates).
@@ -57,7 +58,7 @@ from metarl_jax.algos.base import Algorithm, TrainState, new_train_state, split_
 from metarl_jax.algos.config import AlgoConfig, in_range, non_negative, one_of, positive, unit_interval
 from metarl_jax.episode_buffer import EpisodeBuffer, empty_buffer, keep_best, masked_episode_mean
 from metarl_jax.evaluation import AdaptationCurve
-from metarl_jax.networks import ACTIVATIONS, float_dtype, make_episode_encoder, make_gaussian_policy, normc_initializer
+from metarl_jax.networks import ACTIVATIONS, float_dtype, make_episode_encoder, make_gaussian_policy
 from metarl_jax.optim import PolicyObjective
 from metarl_jax.rollout import Trajectory, rollout, score
 
@@ -108,11 +109,6 @@ class Config(AlgoConfig):
         common.check_train_task_sampling(self)
 
 
-@dataclasses.dataclass(frozen=True)
-class AdaptSVConfig(Config):
-    """AdaptSV: TESP's fields; the GRU and buffer fields are unused (the embedding is one learned vector)."""
-
-
 # Supplement Table 1: (policy MLP, GRU units, d, η for TESP, η for AdaptSV); the MLPs are MAML's too.
 NETWORKS = {
     "wheeled": (common.TESP_MLP["wheeled"], 256, 8, 0.01, 0.01),
@@ -142,8 +138,7 @@ def _presets(cls: type[Config], column: int) -> dict[str, Config]:
     return {"paper": family("wheeled"), **{name: family(name) for name in NETWORKS}, "smoke": cls(**_SMOKE)}
 
 
-PRESETS_BY_ALGO: dict[str, dict[str, Config]] = {"tesp": _presets(Config, 3), "adapt_sv": _presets(AdaptSVConfig, 4)}
-PRESETS = PRESETS_BY_ALGO["tesp"]
+PRESETS: dict[str, Config] = _presets(Config, 3)
 
 
 class Adaptation(NamedTuple):
@@ -153,6 +148,7 @@ class Adaptation(NamedTuple):
     buffer: B^K.   post: τ^{K+1} and its advantages.   returns: mean return of batches 1..K+1, [K + 1].
     warmup_return: mean return of the warm-up batch (0 without a buffer).
     embeddings: h¹ .. h^{K+1}, [K + 1, d].
+    qpos: the first episode of batches 1..K+1, [K + 1, T, nq], when the family records qpos (videos); else ().
     """
 
     grad_sum: Any
@@ -161,6 +157,7 @@ class Adaptation(NamedTuple):
     returns: jax.Array
     warmup_return: jax.Array
     embeddings: jax.Array
+    qpos: Any = ()
 
 
 def with_embedding(trajectories: Trajectory, embedding: jax.Array) -> Trajectory:
@@ -308,8 +305,9 @@ class TESP(Algorithm):
             batch, (zeros, buffer), (indices, keys))
         post = jax.tree.map(lambda x: x[-1], (trajectories, adv))
         warmup_return = returns[0] if self.uses_buffer else jnp.zeros((), returns.dtype)
+        visited = jax.tree.map(lambda x: x[1 - first:, 0], trajectories.qpos)
         return jax.lax.stop_gradient(Adaptation(grad_sum, buffer, post, returns[1 - first:], warmup_return,
-                                                embeddings[1 - first:]))
+                                                embeddings[1 - first:], visited))
 
     # -- the outer loop (Algorithm 1, line 12) ----------------------------------------------
 
@@ -371,31 +369,18 @@ class TESP(Algorithm):
 
     # -- meta-test ---------------------------------------------------------------------------
 
-    def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
-        """Returns after 0..K fast updates on ``tasks`` (any split), [tasks, K + 1]."""
+    def meta_test(self, ts: TrainState, tasks: Any, key: jax.Array) -> Adaptation:
+        """Every task of ``tasks`` (any split) adapted with K fast updates (vmapped; its ``returns`` [tasks, K + 1])."""
         cfg = self.config
         tasks = self.shard(tasks)
         keys = self.shard(jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0]))
-        adaptations = jax.vmap(self.adapt_task, in_axes=(None, 0, 0, None, None, None))(
+        return jax.vmap(self.adapt_task, in_axes=(None, 0, 0, None, None, None))(
             ts.params, tasks, keys, cfg.eval_episodes_per_task, cfg.eval_adaptation_steps, cfg.eval_reward)
-        return AdaptationCurve(adaptations.returns)
 
+    def _evaluate(self, ts: TrainState, tasks: Any, key: jax.Array) -> AdaptationCurve:
+        """Returns after 0..K fast updates on ``tasks`` (any split), [tasks, K + 1]."""
+        return AdaptationCurve(self.meta_test(ts, tasks, key).returns)
 
-class AdaptSV(TESP):
-    """AdaptSV (Lan et al. 2019, Sec. 5): the embedding is a single meta-learned vector z (init normc(0.01)),
-    and the fast updates adapt z instead of an encoder; no episode buffer, no warm-up batch."""
-
-    name = "adapt_sv"
-    Config = AdaptSVConfig
-    uses_buffer = False
-
-    def init_task_model(self, key: jax.Array) -> dict[str, Any]:
-        return {"vector": normc_initializer(0.01)(key, (self.config.embedding_size,))}
-
-    def fast_params(self, params: Any) -> dict[str, Any]:
-        fast = {"vector": params["vector"]}
-        return {**fast, "policy": params["policy"]} if self.config.adapt_policy else fast
-
-    def embedding(self, fast: Any, buffer: Any) -> jax.Array:
-        del buffer
-        return fast["vector"]
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        adaptations = self.meta_test(ts, tasks, key)
+        return adaptations.returns, adaptations.qpos

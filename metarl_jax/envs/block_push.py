@@ -91,6 +91,10 @@ class BlockPush(MjxFamily):
     def sample_tasks(self, key: jax.Array, num_tasks: int) -> dict:
         return sample_block_tasks(key, num_tasks)
 
+    def goal_marker(self, task: dict) -> jax.Array:
+        """The relevant block's goal on the table (videos)."""
+        return jnp.append(task["goal"], 0.0)
+
     def _initial_qpos_qvel(self, key, task):
         del key
         qpos = jnp.concatenate([jnp.zeros(2), task["blocks"].reshape(-1)])

@@ -157,6 +157,12 @@ class MjxFamily(TaskFamily):
 
     # ---- subclass hooks ------------------------------------------------------------------
 
+    def goal_marker(self, task: Any) -> jax.Array | None:
+        """Where a video draws the task's goal (world xyz, [3]), or None for tasks without a place
+        (target velocities, dynamics). Goal-reaching families return their goal."""
+        del task
+        return None
+
     def _initial_qpos_qvel(self, key: jax.Array, task: Any) -> tuple[jax.Array, jax.Array]:
         """Start state; defaults to the model's qpos0 with small uniform noise."""
         del task
@@ -289,6 +295,10 @@ class GoalTaskFamily:
 
     def task_set(self, split: str, num_tasks: int = TASKS_PER_SPLIT) -> jax.Array:
         return self.tasks.split(self, split, num_tasks)
+
+    def goal_marker(self, task: jax.Array) -> jax.Array:
+        """The goal xy on the ground plane (videos)."""
+        return jnp.append(jnp.asarray(task, jnp.float32), 0.0)
 
 
 class GoalTaskDistribution:

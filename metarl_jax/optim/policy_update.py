@@ -140,6 +140,23 @@ def fisher_matrix(objective_fn: ObjectiveFn, params: Any) -> jax.Array:
     return jax.vmap(product)(jnp.eye(size, dtype=ravel_pytree(params)[0].dtype))
 
 
+def check_divides(batch: Any, num_minibatches: int) -> int:
+    """The batch's leading (sample) axis size, if it divides into ``num_minibatches`` equal parts."""
+    size = jax.tree.leaves(batch)[0].shape[0]
+    if size % num_minibatches:
+        raise ValueError(f"the batch's leading axis ({size}) must divide into num_minibatches = "
+                         f"{num_minibatches} equal minibatches")
+    return size
+
+
+def minibatch_partition(key: jax.Array, batch: Any, num_minibatches: int) -> Any:
+    """One epoch's minibatches: the samples (leading axis) shuffled by ``key`` and cut into
+    ``num_minibatches`` equal parts, every leaf [num_minibatches, size / num_minibatches, ...]."""
+    size = check_divides(batch, num_minibatches)
+    order = jax.random.permutation(key, size)
+    return jax.tree.map(lambda x: x[order].reshape(num_minibatches, size // num_minibatches, *x.shape[1:]), batch)
+
+
 def _gradient_optimizer(tx: optax.GradientTransformation, num_epochs: int, clip: float | None,
                         num_minibatches: int = 1) -> PolicyOptimizer:
     if isinstance(num_minibatches, bool) or not isinstance(num_minibatches, int) or num_minibatches < 1:
@@ -173,17 +190,11 @@ def _gradient_optimizer(tx: optax.GradientTransformation, num_epochs: int, clip:
                 epoch, (params, opt_state), None, length=num_epochs)
             loss_before, grad_norm = losses[0], grad_norms[0]
         else:
-            size = jax.tree.leaves(full_batch)[0].shape[0]
-            if size % num_minibatches:
-                raise ValueError(f"the batch's leading axis ({size}) must divide into num_minibatches = "
-                                 f"{num_minibatches} equal minibatches")
+            check_divides(full_batch, num_minibatches)
 
             def epoch(carry, epoch_key):
                 # Shuffle the samples, cut them into num_minibatches minibatches, one Adam step on each.
-                order = jax.random.permutation(epoch_key, size)
-                split = jax.tree.map(lambda x: x[order].reshape(num_minibatches, size // num_minibatches,
-                                                                *x.shape[1:]), full_batch)
-                return jax.lax.scan(gradient_step, carry, split)
+                return jax.lax.scan(gradient_step, carry, minibatch_partition(epoch_key, full_batch, num_minibatches))
 
             (new_params, new_state), (_, _, _, finite) = jax.lax.scan(
                 epoch, (params, opt_state), jax.random.split(minibatches.key, num_epochs))
