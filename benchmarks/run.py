@@ -16,6 +16,8 @@ and regenerates the tables of ``benchmarks/RESULTS.md`` between its
                     projected wall clock of the paper's budget;
 * ``seeds``         N independent seeds in one program;
 * ``offpolicy``     DDPG, SAC, Xu et al.'s teacher: env and gradient steps/s, compile, ratio to physics;
+* ``pearl``         PEARL's meta-iterations/s, env and gradient steps/s, compile, buffer sizes and memory,
+                    and the projected wall clock of oyster's cheetah-vel budget (≈ 2.7M env steps);
 * ``peer_ppo``      our PPO against brax's PPO (or the physics limit when brax fails);
 * ``peer_sac``      our SAC against brax's SAC on the same MJX environment;
 * ``multi_device``  scaling over devices (or "only one device present").
@@ -41,7 +43,7 @@ from typing import Any
 
 import jax
 
-from benchmarks import multi_device, offpolicy, peer_ppo, peer_sac, physics, seeds, tables, training
+from benchmarks import multi_device, offpolicy, pearl, peer_ppo, peer_sac, physics, seeds, tables, training
 from benchmarks.records import clean as _clean
 from benchmarks.timing import environment
 
@@ -67,6 +69,8 @@ QUICK: dict[str, Any] = {
                        iterations=1, repeats=2, physics_steps=10)],
     "peer_sac": dict(env="point_corner", brax_env="inverted_pendulum", num_envs=2, episode_length=10, env_steps=8,
                      epochs=2, repeats=2, hidden=(8,), batch_size=8, try_shim=False, brax_timeout_s=150),
+    # The smoke preset (the tests' configuration): the schema only.
+    "pearl": [dict(env="point_semicircle", preset="smoke", iterations=1, repeats=2)],
 }
 
 DEFAULT: dict[str, Any] = {
@@ -102,6 +106,14 @@ DEFAULT: dict[str, Any] = {
                       num_envs=16, rollout_steps=16, train_steps=16, epoch_cycles=50, hidden_sizes=(64, 64)))],
     "peer_sac": dict(env="inverted_pendulum", num_envs=16, episode_length=1000, env_steps=16_000, epochs=3, repeats=2,
                      try_shim=True, brax_timeout_s=1500),
+    # PEARL: the sparse point robot at the claim's cpu sizes, and cheetah-vel with oyster's networks, tasks and
+    # collection but 20 (and 40) gradient steps per iteration, whose difference projects the paper's 2000.
+    "pearl": [dict(env="point_semicircle", overrides=dict(
+                  hidden_sizes=(64, 64, 64), encoder_hidden_sizes=(64, 64, 64), num_tasks_sample=5,
+                  num_steps_prior=100, num_steps_posterior=400, num_train_steps_per_itr=200, meta_batch=8,
+                  batch_size=128, embedding_batch_size=256, buffer_size=20000), project=True),
+              dict(env="cheetah_vel", overrides=dict(num_train_steps_per_itr=20, buffer_size=30000), iterations=1,
+                   repeats=2, project=True)],
 }
 
 FULL: dict[str, Any] = {
@@ -134,6 +146,9 @@ FULL: dict[str, Any] = {
     + [dict(algo="teacher_ddpg", env="pendulum", iterations=1)],
     "peer_sac": dict(env="inverted_pendulum", num_envs=128, episode_length=1000, env_steps=1_000_000, epochs=5,
                      repeats=3, hidden=(256, 256), try_shim=True, brax_timeout_s=600),
+    # oyster's settings: cheetah-vel (the projection measures 2000 and 4000 gradient steps), sparse point robot.
+    "pearl": [dict(env="cheetah_vel", overrides=dict(buffer_size=30000), iterations=2, project=True),
+              dict(env="point_semicircle", overrides=dict(buffer_size=70000), iterations=2)],
 }
 MODES = {"quick": QUICK, "default": DEFAULT, "full": FULL}
 
@@ -153,6 +168,9 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
                   "seconds_per_iteration", "train_env_steps_per_s", "gradient_steps_per_s", "physics_env_steps_per_s",
                   "ratio_train_to_physics", "device"),
     "peer_sac": ("learner", "env", "parallel_envs", "episode_length", "status", "device"),
+    "pearl": ("algo", "env", "num_train_tasks", "env_steps_per_iteration", "gradient_steps_per_iteration",
+              "compile_s", "seconds_per_iteration", "meta_iterations_per_s", "train_env_steps_per_s",
+              "gradient_steps_per_s", "replay_bytes", "encoder_buffer_bytes", "device"),
 }
 # Figures that must be finite and > 0 wherever they appear.
 POSITIVE_FIGURES = ("steps_per_second", "physics_steps_per_second", "median_s", "compile_s", "lower_s",
@@ -160,7 +178,8 @@ POSITIVE_FIGURES = ("steps_per_second", "physics_steps_per_second", "median_s", 
                     "physics_env_steps_per_s", "ratio_train_to_physics", "policy_rollout_env_steps_per_s",
                     "ratio_train_to_policy_rollout", "peak_bytes", "program_bytes", "projected_budget_s",
                     "speedup_vs_1", "first_call_s", "seconds_per_call", "env_steps_per_iteration",
-                    "budget_env_steps", "budget_wall_s", "ratio_to_ours", "physics_compile_s", "gradient_steps_per_s")
+                    "budget_env_steps", "budget_wall_s", "ratio_to_ours", "physics_compile_s", "gradient_steps_per_s",
+                    "replay_bytes", "encoder_buffer_bytes")
 
 
 def _guard(what: str, fn: Callable[[], list[dict]], results: list[dict]) -> None:
@@ -186,7 +205,8 @@ def run(mode: str, sizes: dict[str, Any] | None = None, only: tuple[str, ...] | 
     for the schema, not for reading. Other modes run everything one after the other.
     """
     sizes = sizes or MODES[mode]
-    wanted = set(only or ("training", "physics", "seeds", "peer_ppo", "multi_device", "offpolicy", "peer_sac"))
+    wanted = set(only or ("training", "physics", "seeds", "peer_ppo", "multi_device", "offpolicy", "peer_sac",
+                          "pearl"))
     results: list[dict] = []
     peer_spec = dict(sizes["peer_ppo"])
     sac_spec = dict(sizes["peer_sac"])
@@ -219,6 +239,11 @@ def run(mode: str, sizes: dict[str, Any] | None = None, only: tuple[str, ...] | 
             label = f"offpolicy {entry['algo']} {entry['env']}"
             algo, env = entry.pop("algo"), entry.pop("env")
             _guard(label, lambda a=algo, v=env, e=entry: [offpolicy.measure_offpolicy(a, v, **e)], results)
+    if "pearl" in wanted:
+        for entry in sizes.get("pearl", []):
+            entry = dict(entry)
+            env = entry.pop("env")
+            _guard(f"pearl {env}", lambda v=env, e=entry: [pearl.measure_pearl(v, **e)], results)
     if "peer_sac" in wanted:
         _guard(f"peer_sac {sac_spec['env']}", lambda: peer_sac.compare(
             **sac_spec, attempts=background["brax_sac"].result() if "brax_sac" in background else None), results)

@@ -16,7 +16,7 @@ from metarl_jax.io import markdown
 from metarl_jax.io.markdown import begin_marker, end_marker  # noqa: F401  (re-exported for the tests)
 
 SECTIONS = ("summary", "physics", "model_batching", "training", "budget", "seeds", "peer_ppo", "multi_device",
-            "offpolicy", "peer_sac")
+            "offpolicy", "pearl", "peer_sac")
 TITLES = {
     "summary": "Run",
     "physics": "Physics throughput",
@@ -27,6 +27,7 @@ TITLES = {
     "peer_ppo": "Peer comparison: PPO",
     "multi_device": "Multi-device scaling",
     "offpolicy": "Off-policy learners: env and gradient steps/s",
+    "pearl": "PEARL: meta-iterations, env and gradient steps/s, buffers",
     "peer_sac": "Peer comparison: SAC",
 }
 
@@ -204,6 +205,31 @@ def offpolicy_table(records: list[dict]) -> str:
                    "physics env steps/s", "ratio train/physics", "compile (s)"], rows)
 
 
+def pearl_table(records: list[dict]) -> str:
+    rows = []
+    for r in records:
+        low, high = r["seconds_per_iteration_spread"]
+        projected, lower = r.get("projected_budget_s"), r.get("projected_budget_s_lower")
+        rows.append([
+            r["env"], str(r["preset"]), f"{r['num_train_tasks']} ({r['num_tasks_sample']} sampled)",
+            f"{r['meta_batch']}×{r['batch_size']} (+{r['embedding_batch_size']})",
+            "x".join(str(h) for h in r["hidden"]), _num(r["env_steps_per_iteration"]),
+            _num(r["gradient_steps_per_iteration"]), _sig(r["seconds_per_iteration"]) + f" ({_sig(low)}–{_sig(high)})",
+            _sig(r["meta_iterations_per_s"]), _num(r["train_env_steps_per_s"]), _sig(r["gradient_steps_per_s"]),
+            _sig(r["compile_s"]),
+            f"{r['replay_capacity_per_task']:,} / {r['encoder_capacity_per_task']:,}",
+            f"{_sig(r['replay_bytes'] / 2**20)} / {_sig(r['encoder_buffer_bytes'] / 2**20)}",
+            _sig(r["peak_bytes"] / 2**20) if r.get("peak_bytes") else "–",
+            (f"{_num(r['budget_env_steps'])} steps, {_num(r['budget_gradient_steps'])} grad: "
+             + (f"**{_sig(projected / 3600)} h**" if projected else f"≥ {_sig(lower / 3600)} h (fit noisy)"))
+            if projected or lower else "–",
+        ])
+    return _table(["env", "preset", "train tasks", "meta-batch×batch (+context)", "net", "env steps / it",
+                   "grad steps / it", "s / iteration (min–max)", "meta-it/s", "env steps/s", "grad steps/s",
+                   "compile (s)", "buffer capacity / task (replay / encoder)", "buffers MiB (replay / encoder)",
+                   "peak MiB", "projected paper budget"], rows)
+
+
 def peer_sac_table(records: list[dict]) -> str:
     rows = []
     for r in records:
@@ -225,7 +251,7 @@ def peer_sac_table(records: list[dict]) -> str:
 # The measurement each section is rendered from.
 SECTION_SOURCES = {"summary": None, "physics": "physics", "model_batching": "physics", "training": "training",
                    "budget": "training", "seeds": "seeds", "peer_ppo": "peer_ppo", "multi_device": "multi_device",
-                   "offpolicy": "offpolicy", "peer_sac": "peer_sac"}
+                   "offpolicy": "offpolicy", "pearl": "pearl", "peer_sac": "peer_sac"}
 
 
 def render(data: dict[str, Any]) -> dict[str, str]:
@@ -244,6 +270,7 @@ def render(data: dict[str, Any]) -> dict[str, str]:
         "peer_ppo": peer_table(by_kind.get("peer_ppo", [])),
         "multi_device": multi_device_table(by_kind.get("multi_device", [])),
         "offpolicy": offpolicy_table(by_kind.get("offpolicy", [])),
+        "pearl": pearl_table(by_kind.get("pearl", [])),
         "peer_sac": peer_sac_table(by_kind.get("peer_sac", [])),
     }
     # A partial run (``--only``) renders the sections it measured and leaves the others, and the summary

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -125,12 +125,12 @@ def paired_interval(x: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _after_steps(step: int, curve: np.ndarray) -> str:
+def _after_steps(step: int, curve: np.ndarray, units: tuple[str, str] = ("test step", "test steps")) -> str:
     """A statement's ' after K test steps' (nothing for a single-task learner's one-point curve)."""
     if curve.shape[-1] == 1:
         return ""
     k = step % curve.shape[-1]
-    return f" after {k} test step{'s' if k != 1 else ''}"
+    return f" after {k} {units[k != 1]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,17 +169,95 @@ class Improves:
     method: str
     step: int = -1
     what: str = "return"
+    # What the curve's index counts, singular and plural (PEARL: trajectories of context).
+    units: tuple[str, str] = ("test step", "test steps")
+    before: str = "pre-update"  # what index 0 is (PEARL: "first trajectory's (z ~ prior)")
 
     def decide(self, curves: Mapping[str, np.ndarray]) -> Verdict:
         if self.method not in curves:
             return Verdict(f"{self.method} improves with adaptation", None, reason=f"no run of {self.method}")
         curve = curves[self.method]
-        statement = (f"{self.method}'s {self.what}{_after_steps(self.step, curve)} exceeds its "
-                     f"pre-update {self.what}")
+        statement = (f"{self.method}'s {self.what}{_after_steps(self.step, curve, self.units)} exceeds its "
+                     f"{self.before} {self.what}")
         if len(curve) < 2:
             return Verdict(statement, None, reason="one seed gives no interval")
         difference, low, high = paired_interval(curve[:, self.step] - curve[:, 0])
         return Verdict(statement, bool(low > 0), difference, (float(low), float(high)), len(curve))
+
+
+class LearningCurve(NamedTuple):
+    """One seed's meta-test during training: ``env_steps`` [E] at each evaluation and ``returns`` [E, K + 1]."""
+
+    env_steps: np.ndarray
+    returns: np.ndarray
+
+
+def steps_to_threshold(curve: LearningCurve, threshold: float, step: int = -1) -> tuple[float, bool]:
+    """(env steps of the first evaluation whose return after ``step`` adaptation steps reaches ``threshold``,
+    reached). A seed that never reaches it is censored at its last evaluation (reached False)."""
+    returns = np.asarray(curve.returns, float)[:, step]
+    hits = np.flatnonzero(returns >= threshold)
+    if len(hits):
+        return float(curve.env_steps[hits[0]]), True
+    return float(curve.env_steps[-1]), False
+
+
+@dataclasses.dataclass(frozen=True)
+class FewerEnvSteps:
+    """Meta-training sample efficiency (PEARL, Fig. 3): ``method`` reaches a meta-test return in fewer
+    environment steps than ``others``. The threshold is ``threshold``, or (None) the paper's protocol: the
+    best rival's final meta-test return (mean over its seeds), i.e. the steps ``method`` needs to match what
+    the on-policy methods reach with their whole budget. The statistic is the ratio rival steps / method
+    steps: a Welch t-interval on log steps over seeds, exponentiated (a geometric-mean ratio). A seed that
+    never reaches the threshold counts at its last evaluation: a censored rival makes the ratio a lower
+    bound (said in the verdict), a censored ``method`` an upper bound, and then the claim is not decided.
+
+    ``decide_learning`` reads each run's per-seed learning curves (``--eval_every`` evaluations); the
+    returns after ``step`` adaptation steps (``method_step`` for ``method``: e.g. PEARL's trajectory
+    index, whose curve counts trajectories of context, not gradient steps).
+    """
+
+    method: str
+    others: tuple[str, ...]
+    threshold: float | None = None
+    step: int = -1
+    method_step: int = -1
+    what: str = "meta-test return"
+    # With threshold None: at least this (a rival that learned nothing would make any start "reach" its return).
+    min_threshold: float | None = None
+    uses_learning_curves: ClassVar[bool] = True
+
+    def decide(self, curves: Mapping[str, np.ndarray]) -> Verdict:
+        return Verdict(f"{self.method} reaches the {self.what} in fewer env steps", None,
+                       reason="needs learning curves (decide_learning)")
+
+    def decide_learning(self, learning: Mapping[str, Sequence[LearningCurve]]) -> Verdict:
+        present = [o for o in self.others if learning.get(o)]
+        if not learning.get(self.method) or not present:
+            missing = [m for m in (self.method, *self.others) if not learning.get(m)]
+            return Verdict(f"{self.method} reaches the {self.what} in fewer env steps", None,
+                           reason=f"no learning curves of {', '.join(missing)} (train with --eval_every)")
+        final = {o: float(np.mean([c.returns[-1, self.step] for c in learning[o]])) for o in present}
+        best = max(present, key=final.get)
+        threshold = final[best] if self.threshold is None else float(self.threshold)
+        source = f"{best}'s final" if self.threshold is None else "fixed"
+        if self.threshold is None and self.min_threshold is not None and threshold < self.min_threshold:
+            threshold, source = float(self.min_threshold), f"the floor; {best}'s final is {final[best]:.3g}"
+        mine = [steps_to_threshold(c, threshold, self.method_step) for c in learning[self.method]]
+        rival = [steps_to_threshold(c, threshold, self.step) for c in learning[best]]
+        statement = (f"env steps to a {self.what} of {threshold:.3g} ({source}): {best}'s over {self.method}'s "
+                     "(ratio > 1: fewer for " + self.method + ")")
+        seeds = min(len(mine), len(rival))
+        if seeds < 2:
+            return Verdict(statement, None, reason="one seed gives no interval")
+        censored = [f"{n} of {self.method}'s seeds never reached it" for n in [sum(not r for _, r in mine)] if n]
+        censored += [f"{n} of {best}'s seeds never reached it (ratio is a lower bound)"
+                     for n in [sum(not r for _, r in rival)] if n]
+        difference, low, high = welch_interval(np.log([s for s, _ in rival]), np.log([s for s, _ in mine]))
+        ratio, ci = math.exp(difference), (math.exp(low), math.exp(high))
+        if any(not r for _, r in mine):
+            return Verdict(statement, None, ratio, ci, seeds, reason="; ".join(censored))
+        return Verdict(statement, bool(ci[0] > 1.0), ratio, ci, seeds, reason="; ".join(censored))
 
 
 @dataclasses.dataclass(frozen=True)

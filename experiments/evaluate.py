@@ -65,9 +65,11 @@ def training_table(records: list[dict[str, Any]], rows: int = 6) -> str:
 
 
 def curve_table(curve: dict[str, Any]) -> str:
-    lines = ["adaptation step        return   (± s.e.)     95% interval"]
+    x_label = curve.get("x_label", "adaptation step")  # what k counts (PEARL: trajectories of context)
+    width = max(15, len(x_label))
+    lines = [f"{x_label:>{width}} {'return':>13}   (± s.e.)     95% interval"]
     for k, (m, s, lo, hi) in enumerate(zip(curve["mean"], curve["stderr"], curve["ci95_low"], curve["ci95_high"])):
-        lines.append(f"{k:>15} {m:>13.2f}   ({s:.2f})    [{lo:.2f}, {hi:.2f}]")
+        lines.append(f"{k:>{width}} {m:>13.2f}   ({s:.2f})    [{lo:.2f}, {hi:.2f}]")
     return "\n".join(lines)
 
 
@@ -107,12 +109,13 @@ def run(f: Any) -> int:
     os.makedirs(out_dir, exist_ok=True)
     result = {"algo": spec.algo, "env": spec.env, "split": f.split, "reward": reward,
               "num_tasks": spec.config.eval_num_tasks, "adaptation_steps": len(curve["mean"]) - 1,  # K: the curve's
-              "seed": f.seed, "step": step, **curve}
+              "seed": f.seed, "step": step, "x_label": algo.curve_x_label, **curve}
     with open(os.path.join(out_dir, f"{f.curve_name}.json"), "w") as fh:
         json.dump(result, fh, indent=2)
     label = f"{spec.algo} ({spec.env}, step {step}" + (f", {spec.num_seeds} seeds)" if spec.num_seeds > 1 else ")")
     plot_adaptation_curves({label: curve}, os.path.join(out_dir, f"{f.curve_name}.png"),
-                           title=f"meta-test on {f.split} ({reward} reward)", ylabel=f"{reward} return")
+                           title=f"meta-test on {f.split} ({reward} reward)", ylabel=f"{reward} return",
+                           xlabel=algo.curve_x_label)
     records = read_metrics(f.logdir) if os.path.exists(os.path.join(f.logdir, "metrics.jsonl")) else []
     if records:
         plot_training_curves(records, os.path.join(out_dir, "training_curves.png"), title=label)
@@ -121,7 +124,7 @@ def run(f: Any) -> int:
     print(training_table(records))
     print(f"\nmeta-test on {jax.tree.leaves(tasks)[0].shape[0]} {f.split} tasks, {reward} reward"
           + (f", mean over {spec.num_seeds} seeds" if spec.num_seeds > 1 else ""))
-    print(curve_table(curve))
+    print(curve_table({**curve, "x_label": algo.curve_x_label}))
     print(f"\nwrote {out_dir}/{f.curve_name}.json, {f.curve_name}.png"
           + (", training_curves.png" if records else ""))
     if video:

@@ -5,6 +5,7 @@ r"""Meta-test figures of trained runs (MAESN, Gupta et al. 2018, Figs. 6-9).
     python -m experiments.figures latents --logdirs=runs/maesn --out=figs
     python -m experiments.figures ablation --logdirs=runs/maesn --out=figs
     python -m experiments.figures learning --logdirs=runs/ddpg,runs/teacher --out=figs
+    python -m experiments.figures posterior --logdirs=runs/pearl --out=figs
 
 ``compare`` (Fig. 6) reads each run's ``eval/adaptation_curve.json`` (written by
 ``experiments.evaluate``) and draws return vs adaptation iteration with a 95%
@@ -32,6 +33,9 @@ first batch of both.
 ``learning`` (Xu et al. Fig. 3): the return of the periodic evaluations during training
 (``--eval_every``; mean over seeds with its 95 % interval from ``metrics.jsonl``) against the
 environment steps taken (``time/env_steps``), so that learners are compared at equal samples.
+
+``posterior`` (PEARL Fig. 7): on one held-out goal, the meta-test's successive trajectories, each
+with z sampled given the trajectories before it, coloured by their index.
 
 Every figure is a PNG with the JSON of the data it shows, written into ``--out``.
 Bad input ends with a one-line ``error: ...`` and exit status 2.
@@ -221,7 +225,8 @@ def compare(f: Any) -> list[str]:
         mean, low, high, interval = curve_interval(data)
         curves.append({"label": label, "logdir": logdir, "algo": data.get("algo"), "env": data.get("env"),
                        "split": data.get("split"), "reward": data.get("reward"), "step": data.get("step"),
-                       "mean": mean, "low": low, "high": high, "interval": interval})
+                       "x_label": data.get("x_label", "adaptation iteration"), "mean": mean, "low": low,
+                       "high": high, "interval": interval})
     envs = sorted({str(c["env"]) for c in curves})
     rewards = sorted({str(c["reward"]) for c in curves})
     for what, values in (("env", envs), ("reward", rewards)):
@@ -435,8 +440,46 @@ def learning(f: Any) -> list[str]:
     return paths
 
 
+def posterior(f: Any) -> list[str]:
+    """PEARL's posterior sampling (Rakelly et al. 2019, Fig. 7): on one held-out goal, the meta-test's
+    trajectories k = 0..K, each with z drawn given the k trajectories before it (z ~ N(0, I) while
+    k < num_exp_traj_eval): exploration narrows onto the goal as the context grows."""
+    import jax
+    import numpy as np
+
+    from metarl_jax import analysis
+    from metarl_jax.io.plots import plot_exploration_trajectories
+
+    panels, data = [], []
+    labels = _labels(f, [_saved_algo(d) for d in f.logdirs])
+    for i, (logdir, label) in enumerate(zip(f.logdirs, labels)):
+        spec, family, algo, ts = load_run(logdir, f)
+        if not hasattr(algo, "meta_test"):
+            raise ValueError(f"posterior: {logdir} holds a run of algo {spec.algo!r}, which samples no posterior; "
+                             "use a pearl run")
+        analysis.check_positions(family)
+        tasks = family.task_set(f.split, max(1, f.num_goals))
+        goal = jax.tree.map(lambda x: x[:1], tasks)  # the split's first goal
+        _, transitions, alive = jax.jit(algo.meta_test)(ts.params, goal, jax.random.fold_in(jax.random.key(f.seed), i))
+        before = np.asarray(transitions.extras["position"][0])
+        after = np.asarray(transitions.extras["next_position"][0])
+        positions = np.concatenate([before, after[:, -1:]], axis=1)  # [K + 1, T + 1, 2]
+        prior = int(algo.config.num_exp_traj_eval)
+        panels.append((f"{label}: k = 0..{len(positions) - 1}, dark → light\n(k < {prior}: z ~ prior, then q(z | c))",
+                       positions))
+        data.append({"label": label, "logdir": logdir, "algo": spec.algo, "step": int(np.ravel(ts.step)[0]),
+                     "positions": positions, "alive": np.asarray(alive[0]), "num_exp_traj_eval": prior,
+                     "goal": task_goals(goal)})
+    radius = goal_radius(family)
+    goals = task_goals(goal)
+    paths = _write(f.out, "posterior", {"env": spec.env, "split": f.split, "goal_radius": radius, "runs": data})
+    plot_exploration_trajectories(panels, paths[0], goals=goals, goal_radius=radius,
+                                  title=f"posterior sampling, one {f.split} goal\n({spec.env})")
+    return paths
+
+
 COMMANDS = {"compare": compare, "trajectories": trajectories, "latents": latents, "ablation": ablation,
-            "learning": learning}
+            "learning": learning, "posterior": posterior}
 
 
 def run(f: Any, command: str) -> int:

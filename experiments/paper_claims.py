@@ -8,7 +8,18 @@ the papers' settings (``../shared/reference/hyperparameters.md``), for a GPU.
 
 from __future__ import annotations
 
-from experiments.claims import Claim, Exceeds, Improves, Panel, Protocol, Run, Scaled, SmallerGap, register
+from experiments.claims import (
+    Claim,
+    Exceeds,
+    FewerEnvSteps,
+    Improves,
+    Panel,
+    Protocol,
+    Run,
+    Scaled,
+    SmallerGap,
+    register,
+)
 
 # Tiny runs for the smoke scale (pipeline only): 2-task meta-batches of 2 episodes on a short horizon.
 SMOKE = ("hidden_sizes=8", "meta_batch_size=2", "episodes_per_task=2", "eval_num_tasks=2",
@@ -348,6 +359,76 @@ register(Claim(
                         notes="Every Table 2 environment at the paper's budget (Sec. 5.1), 5 seeds (paper: 3)."),
     },
     figures=(("learning", ()),),
+))
+
+
+# ---- PEARL (Rakelly et al. 2019), Fig. 3: off-policy meta-training is 20-100x more sample efficient ----------
+
+# The statistic: env steps each method's meta-test return needs to reach the best on-policy rival's final one
+# (PEARL's protocol: PEARL's curve against the rivals' asymptotes), and PEARL's return after its trajectories of
+# context over its first trajectory (z ~ prior). The floor 0.5: one step inside the goal region.
+PEARL_STATISTICS = (FewerEnvSteps("PEARL", ("ProMP", "MAML"), what="sparse meta-test return", min_threshold=0.5),
+                    Improves("PEARL", what="sparse return", units=("trajectory of context", "trajectories of context"),
+                             before="first trajectory's (z ~ prior)"))
+PEARL_SMOKE = ("hidden_sizes=8", "encoder_hidden_sizes=8", "num_train_steps_per_itr=2", "eval_num_tasks=2",
+               "eval_adaptation_steps=1", "num_exp_traj_eval=1")
+# CPU scale: networks 3 x 64 (paper 3 x 300), 5 tasks per iteration with 100 prior + 400 posterior steps (paper
+# 10 x (100 + 900)), 200 gradient steps on meta-batches of 8 tasks x 128 (paper 1000 on 16 x 256), context 256.
+PEARL_CPU = ("hidden_sizes=64,64,64", "encoder_hidden_sizes=64,64,64", "num_tasks_sample=5", "num_steps_prior=100",
+             "num_steps_posterior=400", "num_train_steps_per_itr=200", "meta_batch=8", "batch_size=128",
+             "embedding_batch_size=256", "buffer_size=20000")
+PEARL_RIVALS_CPU = ("hidden_sizes=64,64", "meta_batch_size=10", "episodes_per_task=20", "eval_num_tasks=20",
+                    "eval_episodes_per_task=10", "eval_adaptation_steps=1", "eval_reward=sparse")
+
+
+def _pearl_runs(env: str, pearl_steps: int, rival_steps: int, pearl: tuple[str, ...] = (),
+                rivals: tuple[str, ...] = (), env_kwargs: tuple[str, ...] = (), evaluations: int = 5,
+                preset: str | None = None, pearl_evaluations: int | None = None) -> tuple[Run, ...]:
+    """PEARL against ProMP and MAML, each evaluated ``evaluations`` times on the way (its learning curve; PEARL
+    ``pearl_evaluations`` times, default the same)."""
+    from metarl_jax import algos
+
+    every = lambda steps: max(1, steps // evaluations)  # noqa: E731
+    own = lambda algo: preset if preset in algos.presets(algo) else None  # noqa: E731  (else the paper defaults)
+    return (
+        Run("PEARL", "pearl", env, pearl_steps, preset or env, pearl, env_kwargs, log_every=1,
+            eval_every=max(1, pearl_steps // (pearl_evaluations or evaluations))),
+        Run("ProMP", "promp", env, rival_steps, own("promp"), rivals, env_kwargs, eval_every=every(rival_steps)),
+        Run("MAML", "maml", env, rival_steps, own("maml"), rivals, env_kwargs, eval_every=every(rival_steps)),
+    )
+
+
+register(Claim(
+    name="pearl_sample_efficiency",
+    paper="PEARL (Rakelly et al. 2019)",
+    figure="Fig. 3 (and Fig. 7, posterior sampling)",
+    description="PEARL reaches the on-policy methods' meta-test return with 20-100x fewer env steps",
+    scales={
+        "smoke": Scaled((Panel("point_semicircle (smoke)", _pearl_runs(
+            "point_semicircle", 2, 2, PEARL_SMOKE, SMOKE + ("eval_reward=sparse",), SMOKE_POINT, evaluations=1,
+            preset="smoke")[::2], PEARL_STATISTICS, Protocol(reward="sparse")),), seeds=2,
+            notes="Pipeline check only (PEARL against MAML)."),
+        "cpu": Scaled((Panel("point_semicircle, sparse reward", _pearl_runs(
+            "point_semicircle", 40, 100, PEARL_CPU, PEARL_RIVALS_CPU, preset="point_semicircle", pearl_evaluations=10),
+            PEARL_STATISTICS,
+            Protocol(reward="sparse")),),
+            notes=("PEARL's sparse point robot (goals on the unit semicircle, reward within 0.2 of the goal, 20-step "
+                   "episodes; dense reward for the SAC and the on-policy methods' training, sparse for PEARL's "
+                   "context and every meta-test). PEARL: 40 iterations of oyster's sparse-point settings scaled "
+                   "down (" + ", ".join(PEARL_CPU) + "); meta-test 20 goals x 20 trajectories, the first 5 with "
+                   "z ~ prior. ProMP and MAML: 100 iterations of 10 tasks x 20 episodes (paper 40 x 20), "
+                   "(64, 64) policies, one meta-test gradient step on 20 goals x 10 episodes. PEARL is "
+                   "evaluated 10 times during training, the rivals 5 times; the threshold is the best rival's "
+                   "final sparse return (at least 0.5).")),
+        "paper": Scaled(tuple(Panel(family, _pearl_runs(family, 500, 1001, rivals=(f"eval_reward={reward}",),
+                                                        preset=family, evaluations=20),
+                                    PEARL_STATISTICS[:1], Protocol(reward=reward))
+                              for family, reward in (("cheetah_vel", "dense"), ("ant_goal", "dense"),
+                                                     ("point_semicircle", "sparse"))),
+                        notes="oyster's settings per family (500 iterations) against ProMP and MAML at their "
+                              "presets (1001 iterations); 20 evaluations on the way."),
+    },
+    figures=(("posterior", ("PEARL",)),),
 ))
 
 

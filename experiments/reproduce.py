@@ -149,13 +149,37 @@ def decide(panel: claims.Panel, records: list[dict[str, Any]]) -> list[claims.Ve
     """The panel's verdicts; none is decided when a sample-efficiency panel's runs took different env steps."""
     curves = {r["label"] + suffix: seed_curves(curve) for r in records
               for suffix, curve in {"": r["curve"], **r.get("split_curves", {})}.items()}
-    verdicts = [statistic.decide(curves) for statistic in panel.statistics]
+    learning = {}
+    if any(getattr(statistic, "uses_learning_curves", False) for statistic in panel.statistics):
+        learning = {r["label"]: learning_curves(r["logdir"]) for r in records}
+    verdicts = [statistic.decide_learning(learning) if getattr(statistic, "uses_learning_curves", False)
+                else statistic.decide(curves) for statistic in panel.statistics]
     steps = {r["label"]: r["env_steps"] for r in records}
     if panel.equal_env_steps and len(set(steps.values())) > 1:
         reason = "the runs took different numbers of env steps: " + ", ".join(
             f"{label} {value:.0f}" if value is not None else f"{label} unknown" for label, value in steps.items())
         verdicts = [dataclasses.replace(v, holds=None, reason=reason) for v in verdicts]
     return verdicts
+
+
+def learning_curves(logdir: str) -> list[claims.LearningCurve]:
+    """Each seed's evaluations during training (``--eval_every``): env steps and the returns after 0..K steps."""
+    import numpy as np
+
+    from metarl_jax.io.metrics import read_metrics
+
+    seed_root = os.path.join(logdir, "seeds")
+    dirs = ([os.path.join(seed_root, d) for d in sorted(os.listdir(seed_root))] if os.path.isdir(seed_root)
+            else [logdir])
+    out = []
+    for d in dirs:
+        rows = [r for r in read_metrics(os.path.join(d, "metrics.jsonl")) if "eval/return_step0" in r]
+        if not rows:
+            continue
+        num = 1 + max(int(k[len("eval/return_step"):]) for k in rows[0] if k.startswith("eval/return_step"))
+        out.append(claims.LearningCurve(np.asarray([r["time/env_steps"] for r in rows], float),
+                                        np.asarray([[r[f"eval/return_step{k}"] for k in range(num)] for r in rows])))
+    return out
 
 
 def seed_curves(curve: dict[str, Any]):

@@ -114,9 +114,13 @@ class Collector:
         return CollectorState(self._pack(env), zeros, jnp.zeros((self.num_envs,), jnp.int32), actor_state)
 
     def collect(self, state: CollectorState, act: Actor, key: jax.Array, num_steps: int,
-                to_env: Callable[[jax.Array], jax.Array] = lambda a: a,
+                to_env: Callable[[jax.Array], jax.Array] = lambda a: a, info_keys: tuple[str, ...] = (),
                 ) -> tuple[CollectorState, Transition, EpisodeStats]:
-        """``num_steps`` steps of every environment: transitions and episode stats are [num_steps, E]."""
+        """``num_steps`` steps of every environment: transitions and episode stats are [num_steps, E].
+
+        ``info_keys`` names entries of the stepped ``State.info`` (e.g. ``"sparse_reward"``) recorded in
+        the transitions' ``extras`` next to the actor's.
+        """
         family = self.family
 
         def step(carry, step_key):
@@ -127,6 +131,7 @@ class Collector:
             done = stepped.done > 0
             truncation = stepped.info["truncation"].astype(stepped.reward.dtype)
             termination = jnp.where(done, 1.0 - truncation, 0.0).astype(stepped.reward.dtype)
+            extras = {**extras, **{name: stepped.info[name] for name in info_keys}}
             transition = Transition(env.obs, action, stepped.reward, stepped.obs, termination, truncation, extras)
             episode_return = episode_return + stepped.reward
             episode_length = episode_length + 1

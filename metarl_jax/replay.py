@@ -82,3 +82,40 @@ def make_replay_buffer(capacity: int, num_tasks: int | None = None) -> ReplayBuf
         return jax.vmap(sample, in_axes=(0, 0, None))(state, keys, batch_size)
 
     return ReplayBuffer(capacity, num_tasks, init, jax.vmap(add), sample_tasks, jax.vmap(size))
+
+
+# ---- per-task buffers: one chosen task at a time (PEARL) -----------------------------------------
+# A per-task state holds experience [N, 1, capacity, ...], current_index [N] and is_full [N] (flashbax's
+# item-buffer layout, stacked by ``init``). These functions address one task's row, or sample a chosen
+# list of tasks, without touching (or copying) the other tasks' buffers.
+
+
+def add_to_task(buffer: ReplayBuffer, state: Any, task: jax.Array, items: Any, clear: bool | jax.Array = False
+                ) -> Any:
+    """Adds ``items`` ([n, ...]) to task ``task``'s buffer (circularly, as ``add``); with ``clear`` the task's
+    buffer is emptied first (oyster's ``enc_replay_buffer.task_buffers[idx].clear()``)."""
+    if buffer.num_tasks is None:
+        raise ValueError("add_to_task needs a per-task buffer (make_replay_buffer(capacity, num_tasks=N))")
+    capacity = buffer.capacity
+    count = jax.tree.leaves(items)[0].shape[0]
+    if count > capacity:
+        raise ValueError(f"add_to_task: {count} items exceed the capacity {capacity}; add fewer at a time")
+    clear = jnp.asarray(clear)
+    start = jnp.where(clear, 0, state.current_index[task])
+    positions = (start + jnp.arange(count)) % capacity
+    experience = jax.tree.map(lambda stored, x: stored.at[task, 0, positions].set(x.astype(stored.dtype)),
+                              state.experience, items)
+    end = start + count
+    is_full = jnp.where(clear, False, state.is_full[task]) | (end >= capacity)
+    return state.replace(experience=experience, current_index=state.current_index.at[task].set(end % capacity),
+                         is_full=state.is_full.at[task].set(is_full))
+
+
+def sample_tasks(buffer: ReplayBuffer, state: Any, tasks: jax.Array, key: jax.Array, batch_size: int) -> Any:
+    """``batch_size`` items of each of ``tasks`` ([M] indices, repeats allowed), uniformly with replacement
+    among the items each task holds: leaves [M, batch_size, ...]. A task must hold at least one item."""
+    if buffer.num_tasks is None:
+        raise ValueError("sample_tasks needs a per-task buffer (make_replay_buffer(capacity, num_tasks=N))")
+    sizes = buffer.size(state)[tasks]
+    items = jax.random.randint(key, (tasks.shape[0], batch_size), 0, jnp.maximum(sizes, 1)[:, None])
+    return jax.tree.map(lambda stored: stored[tasks[:, None], 0, items], state.experience)

@@ -246,7 +246,7 @@ def test_structured_noise_ablation(runs, tmp_path):
 
 def test_unknown_figure_and_missing_flags(tmp_path):
     code, stderr = figures_main("nope", f"--out={tmp_path}")
-    figures = "['ablation', 'compare', 'latents', 'learning', 'trajectories']"
+    figures = "['ablation', 'compare', 'latents', 'learning', 'posterior', 'trajectories']"
     assert code == 2 and f"expected one figure of {figures}" in stderr
     code, stderr = figures_main("compare", f"--out={tmp_path}")
     assert code == 2 and "--logdirs is required" in stderr

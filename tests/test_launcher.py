@@ -92,6 +92,22 @@ def train_in_process():
     return train_main
 
 
+def keep_built_algorithms(monkeypatch) -> list:
+    """Every algorithm the launchers build from now on, in order (to read their ``trace_count``)."""
+    from experiments import common
+
+    built = []
+    build = common.RunSpec.build
+
+    def keep(spec, *args, **kwargs):
+        family, algo = build(spec, *args, **kwargs)
+        built.append(algo)
+        return family, algo
+
+    monkeypatch.setattr(common.RunSpec, "build", keep)
+    return built
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Run A: 8 steps straight. Run B: 4 steps, then the same command resumed to 8."""

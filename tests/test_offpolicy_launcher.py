@@ -13,7 +13,7 @@ import pytest
 from metarl_jax import envs
 from tests import equivalence as eq
 from tests import toy_control
-from tests.test_launcher import last_record, records, restore_params, train_main
+from tests.test_launcher import keep_built_algorithms, last_record, records, restore_params, train_main
 
 BASE = ["--env=toy_control", "--preset=smoke", "--progress=false", "--override=eval_num_tasks=2"]
 
@@ -44,17 +44,7 @@ LEARNING_RUNS = {
                                         pytest.param("teacher_ddpg", marks=pytest.mark.slow)])
 def learning_runs(request, tmp_path_factory, monkeypatch_module):
     """A short pendulum run straight, and the same run stopped halfway and resumed; the algorithms are kept."""
-    from experiments import common
-
-    built = []
-    build = common.RunSpec.build
-
-    def keep(spec, *args, **kwargs):
-        family, algo = build(spec, *args, **kwargs)
-        built.append(algo)
-        return family, algo
-
-    monkeypatch_module.setattr(common.RunSpec, "build", keep)
+    built = keep_built_algorithms(monkeypatch_module)
     name = request.param
     overrides, iterations = LEARNING_RUNS[name]
     args = [f"--algo={name}", "--env=pendulum", "--preset=pendulum", "--seed=0", "--progress=false",

@@ -89,6 +89,44 @@ def test_statistics_decide_against_the_best_rival_and_say_when_they_cannot():
     assert line.endswith("3 seeds; the claim holds at cpu scale")
 
 
+def test_fewer_env_steps_is_a_log_ratio_interval_with_censoring():
+    """PEARL's sample-efficiency statistic on synthetic learning curves with known crossing points."""
+    steps = np.arange(1, 11) * 1000.0
+
+    def curve(crossing: float, final: float = 2.0):  # returns ramp from 0 to `final`, reaching 1 at `crossing`
+        returns = np.clip(steps / crossing, 0.0, final)[:, None]
+        return claims.LearningCurve(steps, np.concatenate([0.0 * returns, returns], axis=1))
+
+    fast = [curve(c) for c in (1000.0, 2000.0, 1000.0)]
+    slow = [curve(c, final=1.0) for c in (8000.0, 9000.0, 10000.0)]  # final return 1: the threshold
+    verdict = claims.FewerEnvSteps("A", ("B",)).decide_learning({"A": fast, "B": slow})
+    expected = np.exp(np.mean(np.log([8000, 9000, 10000])) - np.mean(np.log([1000, 2000, 1000])))
+    assert verdict.holds and verdict.num_seeds == 3
+    np.testing.assert_allclose(verdict.difference, expected, rtol=1e-12)
+    assert verdict.ci95[0] > 1.0 and "of 1 (B's final)" in verdict.statement
+    assert claims.steps_to_threshold(slow[0], 1.0) == (8000.0, True)
+    # A rival that never reaches a fixed threshold is censored at its last evaluation: a lower bound, said so.
+    censored = claims.FewerEnvSteps("A", ("B",), threshold=1.5).decide_learning({"A": fast, "B": slow})
+    assert "never reached it (ratio is a lower bound)" in censored.reason and censored.holds is not None
+    # The method itself censored: undecided. A rival that learned nothing: the floor is the threshold.
+    assert claims.FewerEnvSteps("B", ("A",), threshold=1.5).decide_learning({"A": fast, "B": slow}).holds is None
+    flat = [claims.LearningCurve(steps, np.zeros((10, 2))) for _ in range(3)]
+    floored = claims.FewerEnvSteps("A", ("B",), min_threshold=0.5).decide_learning({"A": fast, "B": flat})
+    assert "of 0.5 (the floor" in floored.statement and "lower bound" in floored.reason
+    assert floored.holds and floored.ci95[0] >= 5.0  # B never reaches it in 10 000 steps: at least 5-10x
+    assert claims.FewerEnvSteps("A", ("B",)).decide_learning({"A": fast}).holds is None  # no rival
+
+
+def test_pearl_claim_reads_per_seed_learning_curves_and_draws_the_posterior_figure(smoke_results):
+    _, first, _, _ = smoke_results
+    panel = first["pearl_sample_efficiency"]["panels"][0]
+    pearl = next(r for r in panel["runs"] if r["label"] == "PEARL")
+    learning = reproduce.learning_curves(pearl["logdir"])
+    assert len(learning) == 2 and learning[0].returns.shape[1] == 2  # 2 seeds; trajectories k = 0, 1
+    assert learning[0].env_steps[-1] == pearl["env_steps"]
+    assert "env steps to a sparse meta-test return" in panel["verdict_lines"][0]
+    assert [os.path.basename(p) for p in panel["figures"]] == ["compare.png", "posterior.png"]
+    assert pearl["curve"]["x_label"] == "trajectories of context"
 def test_smaller_gap_compares_each_seeds_drop_between_splits():
     """Gaps per seed (same parameters on both splits): A drops 1 from train to ood, B 3 and C 4; the
     difference is the best rival's (B's) mean gap minus A's."""

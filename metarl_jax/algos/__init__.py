@@ -12,6 +12,7 @@ from metarl_jax.algos import (
     mame,
     maml,
     metasgd,
+    pearl,
     policy_gradient,
     ppo,
     promp,
@@ -42,6 +43,8 @@ _REGISTRY: dict[str, tuple[type[Algorithm], Any]] = {
     "ddpg": (ddpg.DDPG, ddpg),
     "sac": (sac.SAC, sac),
     "teacher_ddpg": (teacher_ddpg.TeacherDDPG, teacher_ddpg),
+    # Off-policy meta-RL with probabilistic context (issue 12).
+    "pearl": (pearl.PEARL, pearl),
 }
 
 
@@ -76,5 +79,5 @@ def make(name: str, family: Any, config: AlgoConfig | None = None, mesh: Any = N
 
 
 __all__ = ["Algorithm", "AlgoConfig", "TrainState", "config_class", "ddpg", "emaml", "maesn", "make", "maml", "mame",
-           "metasgd", "names", "policy_gradient", "ppo", "preset", "presets", "promp", "rl2", "sac", "teacher_ddpg",
-           "tesp"]
+           "metasgd", "names", "pearl", "policy_gradient", "ppo", "preset", "presets", "promp", "rl2", "sac",
+           "teacher_ddpg", "tesp"]

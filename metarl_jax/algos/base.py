@@ -85,6 +85,8 @@ class Algorithm(abc.ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type[AlgoConfig]]
+    #: what the adaptation curve's index k counts (the figures' x-axis)
+    curve_x_label: ClassVar[str] = "adaptation steps"
 
     def __init__(self, family: Any, config: AlgoConfig | None = None, mesh: jax.sharding.Mesh | None = None):
         validate_family(family)

@@ -41,6 +41,16 @@ class _PointFamily(TaskFamily):
         self.episode_length = episode_length
         self.max_action = float(max_action)
 
+    # The actions the dynamics accept (they clip to ±max_action): off-policy learners rescale their
+    # tanh actions in [−1, 1] to these bounds (oyster's NormalizedBoxEnv on its point robot).
+    @property
+    def action_low(self) -> np.ndarray:
+        return np.full((self.action_size,), -self.max_action, np.float32)
+
+    @property
+    def action_high(self) -> np.ndarray:
+        return np.full((self.action_size,), self.max_action, np.float32)
+
     @abc.abstractmethod
     def _initial_position(self, key: jax.Array) -> jax.Array:
         """Start position of an episode."""

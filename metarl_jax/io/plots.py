@@ -56,7 +56,7 @@ def plot_learning_curves(curves: Sequence[Mapping[str, Any]], path: str, title: 
 
 
 def plot_adaptation_curves(curves: Mapping[str, Mapping[str, Any]], path: str, title: str = "",
-                           ylabel: str = "return") -> None:
+                           ylabel: str = "return", xlabel: str = "adaptation steps") -> None:
     """Return after 0..K adaptation steps, one line per method/run with its 95% interval
     (``ci95_low``/``ci95_high``; older curve files without them: ± s.e.)."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -70,7 +70,7 @@ def plot_adaptation_curves(curves: Mapping[str, Mapping[str, Any]], path: str, t
         x = np.arange(len(mean))
         ax.plot(x, mean, marker="o", label=label)
         ax.fill_between(x, low, high, alpha=0.25)
-    ax.set_xlabel("adaptation steps")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_xticks(np.arange(max(len(np.asarray(c["mean"])) for c in curves.values())))
     ax.grid(alpha=0.3)
@@ -85,7 +85,8 @@ def plot_adaptation_curves(curves: Mapping[str, Mapping[str, Any]], path: str, t
 
 
 def _draw_curves(ax, curves: Sequence[Mapping[str, Any]]) -> None:
-    """One line per curve (``label``, ``mean``) with the band ``low``..``high`` where given."""
+    """One line per curve (``label``, ``mean``) with the band ``low``..``high`` where given; the x-axis is the
+    curves' ``x_label`` (what their index counts: "adaptation iteration", PEARL's "trajectories of context")."""
     for curve in curves:
         mean = np.asarray(curve["mean"], dtype=float)
         x = np.arange(len(mean))
@@ -93,7 +94,7 @@ def _draw_curves(ax, curves: Sequence[Mapping[str, Any]]) -> None:
         if curve.get("low") is not None and curve.get("high") is not None:
             ax.fill_between(x, np.asarray(curve["low"], dtype=float), np.asarray(curve["high"], dtype=float),
                             color=line.get_color(), alpha=0.2, lw=0)
-    ax.set_xlabel("adaptation iteration")
+    ax.set_xlabel(" / ".join(sorted({str(c.get("x_label") or "adaptation iteration") for c in curves})))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
