@@ -92,7 +92,11 @@ def test_bad_video_jobs_name_the_problem(wheeled, tmp_path):
 # ---- recorded meta-tests (slow: every algorithm compiles its meta-test on an MJX family) ----------
 
 SLOW_ALGOS = {"maml": "meta_batch_size", "vpg": "tasks_per_iteration", "maesn": "meta_batch_size",
-              "mame": "meta_batch_size", "rl2": "meta_batch_size", "tesp": "meta_batch_size", "ddpg": None}
+              "mame": "meta_batch_size", "rl2": "meta_batch_size", "tesp": "meta_batch_size", "ddpg": None,
+              "pearl": None}
+# PEARL's collection phases are whole episodes of the family's horizon (8 here).
+PEARL_STEPS = {"num_initial_steps": 16, "num_steps_prior": 16, "num_steps_posterior": 16,
+               "num_extra_rl_steps_posterior": 16}
 
 
 @pytest.mark.slow
@@ -105,7 +109,8 @@ def test_recorded_meta_test_is_the_evaluated_one(name, repo_root):
     from metarl_jax import algos, envs
 
     family = envs.make(f"{repo_root / 'examples' / 'mjcf_family' / 'goal_slider.py'}:GoalSlider", episode_length=8)
-    network = {"rl2": {"gru_size": 8}, "ddpg": {"hidden_sizes": (8, 8)}}.get(name, {"hidden_sizes": (8,)})
+    network = {"rl2": {"gru_size": 8}, "ddpg": {"hidden_sizes": (8, 8)}, "pearl": PEARL_STEPS}.get(
+        name, {"hidden_sizes": (8,)})
     overrides = {**network, "eval_num_tasks": 2, **({SLOW_ALGOS[name]: 2} if SLOW_ALGOS[name] else {})}
     config = algos.preset(name, "smoke").replace(**overrides)
     algo = algos.make(name, family, config)
@@ -116,6 +121,7 @@ def test_recorded_meta_test_is_the_evaluated_one(name, repo_root):
     np.testing.assert_allclose(recording.returns, np.asarray(curve.returns), rtol=1e-5, atol=1e-5)
     num_stages = len(algo.stage_labels())
     assert recording.qpos.shape == (2, num_stages, 8, family.mj_model.nq)
-    assert recording.labels[0] in ("before adaptation", "episode 1 of the trial", "policy")
+    assert recording.labels[0] in ("before adaptation", "episode 1 of the trial", "policy",
+                                   "trajectory 1 (z ~ prior)")
     steps = np.linalg.norm(np.diff(recording.qpos, axis=2), axis=-1)
     assert np.all(steps > 0) and np.all(steps < 0.5)

@@ -328,6 +328,8 @@ class PEARL(pearl_sac.ContextualSAC, Algorithm):
             extras = {"sparse_reward": stepped.info["sparse_reward"]}
             if "position" in stepped.info:  # 2-D families: what the posterior-sampling figure draws
                 extras.update(position=state.info["position"], next_position=stepped.info["position"])
+            if "qpos" in stepped.info:  # envs.recording.RecordQpos: the physics state, for videos
+                extras["qpos"] = stepped.info["qpos"]
             transition = Transition(state.obs, action, stepped.reward, stepped.obs,
                                     stepped.done * (1.0 - truncation), truncation, extras)
             state = jax.tree.map(lambda new, old: jnp.where(alive > 0, new, old), stepped, state)
@@ -372,3 +374,13 @@ class PEARL(pearl_sac.ContextualSAC, Algorithm):
         """Return of trajectory k = 0 … eval_adaptation_steps given the k trajectories of context before it."""
         returns, _, _ = self.meta_test(ts.params, tasks, key)
         return AdaptationCurve(returns)
+
+    def _record_stages(self, ts: TrainState, tasks: Any, key: jax.Array):
+        """Videos: stage k is trajectory k + 1 of Algorithm 2, given the k trajectories of context before it."""
+        returns, transitions, _ = self.meta_test(ts.params, tasks, key)
+        return returns, transitions.extras["qpos"]
+
+    def stage_labels(self) -> list[str]:
+        cfg = self.config
+        return [f"trajectory {k + 1} ({'z ~ prior' if k < cfg.num_exp_traj_eval else f'{k} of context'})"
+                for k in range(cfg.eval_adaptation_steps + 1)]
