@@ -162,6 +162,12 @@ def decide(panel: claims.Panel, records: list[dict[str, Any]]) -> list[claims.Ve
     return verdicts
 
 
+def _seed_number(name: str) -> tuple[int, str]:
+    """Seed directories (``seed_<n>``) in numeric order: seed_2 before seed_10."""
+    digits = name.rsplit("_", 1)[-1]
+    return (int(digits) if digits.isdigit() else -1, name)
+
+
 def learning_curves(logdir: str) -> list[claims.LearningCurve]:
     """Each seed's evaluations during training (``--eval_every``): env steps and the returns after 0..K steps."""
     import numpy as np
@@ -169,14 +175,15 @@ def learning_curves(logdir: str) -> list[claims.LearningCurve]:
     from metarl_jax.io.metrics import read_metrics
 
     seed_root = os.path.join(logdir, "seeds")
-    dirs = ([os.path.join(seed_root, d) for d in sorted(os.listdir(seed_root))] if os.path.isdir(seed_root)
-            else [logdir])
+    dirs = ([os.path.join(seed_root, d) for d in sorted(os.listdir(seed_root), key=_seed_number)]
+            if os.path.isdir(seed_root) else [logdir])
     out = []
     for d in dirs:
         rows = [r for r in read_metrics(os.path.join(d, "metrics.jsonl")) if "eval/return_step0" in r]
         if not rows:
             continue
-        num = 1 + max(int(k[len("eval/return_step"):]) for k in rows[0] if k.startswith("eval/return_step"))
+        num = 1 + max(int(k[len("eval/return_step"):]) for k in rows[0]
+                      if k.startswith("eval/return_step") and k[len("eval/return_step"):].isdigit())
         out.append(claims.LearningCurve(np.asarray([r["time/env_steps"] for r in rows], float),
                                         np.asarray([[r[f"eval/return_step{k}"] for k in range(num)] for r in rows])))
     return out
