@@ -58,7 +58,7 @@ QUICK: dict[str, Any] = {
         dict(algo="ppo", env="point_corner", tasks=1, episodes=4, horizon=10, hidden=(64, 64), preset="brax",
              overrides=peer_ppo.our_overrides(4, 2, 2), iterations=2, repeats=2),
     ],
-    "seeds": dict(algo="vpg", env="point_corner", tasks=1, episodes=2, horizon=10, hidden=(8,), seed_counts=(1, 2, 4),
+    "seeds": dict(algo="vpg", env="point_corner", tasks=1, episodes=2, horizon=10, hidden=(8,), seed_counts=(1, 2),
                   iterations=1, repeats=2),
     "peer_ppo": dict(env="point_corner", brax_env="inverted_pendulum", num_envs=4, unroll=10, iterations=2, epochs=2,
                      minibatches=2, eval_episodes=4, repeats=2, try_shim=False, brax_timeout_s=150),

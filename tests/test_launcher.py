@@ -521,6 +521,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # three TRPO programs in three processes (~75 s cold); the sharded test above covers the mesh
 def test_multi_host_entry_point_on_one_host(tmp_path, subprocess_env, repo_root):
     """Two processes joined by jax.distributed (flags for one, environment variables for the other).
 
