@@ -204,8 +204,8 @@ class OffPolicyBase:
         return returns[:, None], jax.tree.map(lambda x: x[:, None], qpos)
 
     def eval_policy(self, ts: Any):
-        """The policy the learner is evaluated with, ``act(obs, key) -> action``."""
-        raise NotImplementedError
+        """The policy the learner is evaluated with, ``act(obs, key) -> action`` (each learner defines it)."""
+        raise NotImplementedError(f"{type(self).__name__} must define eval_policy (its deterministic policy)")
 
     def _evaluate(self, ts: Any, tasks: Any, key: jax.Array) -> AdaptationCurve:
         return self.deterministic_curve(self.eval_policy(ts), tasks, key)
